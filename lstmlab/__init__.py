@@ -1,0 +1,18 @@
+"""lstmlab: the LSTM family for PyTorch.
+
+Drop-in modules for torch.nn.LSTM, GRU and RNN (and their cells), with the peephole
+LSTM, the coupled input-forget gate LSTM, the GRU with reset before the product and
+every variant of Greff et al. 2015. Equations: `lstmlab.cells`; NumPy reference with
+hand-written backpropagation through time: `lstmlab.reference`; backends:
+`lstmlab.backends`.
+"""
+
+from lstmlab.cells import VARIANTS as _VARIANT_FLAGS
+from lstmlab.nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+
+__version__ = "0.1.0"
+
+VARIANTS: dict[str, str] = {name: description for name, (_, description) in _VARIANT_FLAGS.items()}
+"""LSTM variant names accepted by `LSTM(variant=...)`, with one-line descriptions."""
+
+__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNCell", "VARIANTS", "__version__"]

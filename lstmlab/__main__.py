@@ -1,0 +1,5 @@
+import sys
+
+from lstmlab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,130 @@
+"""The backend contract, and the stacking of layers and directions most backends share.
+
+A backend turns plain tensors into outputs: given the module's configuration, a
+time-major padded input x (T, B, I), per-sequence lengths (B,) or None, the initial
+state tensors (each (L*D, B, S)) and one `LayerWeights` per layer and direction
+(index layer*D + direction), it returns y (T, B, D*H_out) and the final state
+tensors, differentiable with respect to all of them. Only `lstmlab.nn` owns
+parameters; backends never see an nn.Module.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from lstmlab.cells import CellSpec, LayerWeights, family
+
+Layer = tuple[torch.Tensor, tuple[torch.Tensor, ...]]
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Everything about a recurrent stack except its parameters and inputs."""
+
+    spec: CellSpec
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    bias: bool = True
+    dropout: float = 0.0
+    bidirectional: bool = False
+    proj_size: int = 0
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self) -> int:
+        """Features of one direction's output (the projection size when projecting)."""
+        return self.proj_size or self.hidden_size
+
+    @property
+    def state_sizes(self) -> tuple[int, ...]:
+        return family(self.spec).state_sizes(self.spec, self.hidden_size, self.proj_size)
+
+
+class Backend(ABC):
+    """One way of computing a recurrent stack; see the module docstring for the contract."""
+
+    name: str
+
+    @abstractmethod
+    def unsupported(self, config: StackConfig, x: torch.Tensor) -> str | None:
+        """Why this backend cannot run `config` on tensors like `x`, or None if it can."""
+
+    @abstractmethod
+    def run(
+        self,
+        config: StackConfig,
+        x: torch.Tensor,
+        lengths: torch.Tensor | None,
+        hx: tuple[torch.Tensor, ...],
+        weights: list[LayerWeights],
+        training: bool,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """y (T, B, D*H_out) and the final state tensors (each (L*D, B, S))."""
+
+
+class LayeredBackend(Backend):
+    """A backend that computes one layer in one direction; stacking is shared here."""
+
+    @abstractmethod
+    def layer(
+        self,
+        spec: CellSpec,
+        x: torch.Tensor,
+        state: tuple[torch.Tensor, ...],
+        w: LayerWeights,
+        lengths: torch.Tensor | None,
+    ) -> Layer:
+        """y (T, B, H_out) and the final state of one forward-running layer."""
+
+    def run(
+        self,
+        config: StackConfig,
+        x: torch.Tensor,
+        lengths: torch.Tensor | None,
+        hx: tuple[torch.Tensor, ...],
+        weights: list[LayerWeights],
+        training: bool,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        D = config.num_directions
+        finals: list[tuple[torch.Tensor, ...]] = []
+        for layer in range(config.num_layers):
+            ys = []
+            for direction in range(D):
+                index = layer * D + direction
+                state = tuple(s[index] for s in hx)
+                inp = reverse_padded(x, lengths) if direction else x
+                y, final = self.layer(config.spec, inp, state, weights[index], lengths)
+                ys.append(reverse_padded(y, lengths) if direction else y)
+                finals.append(final)
+            x = torch.cat(ys, dim=-1) if D > 1 else ys[0]
+            if training and config.dropout > 0 and layer < config.num_layers - 1:
+                x = F.dropout(x, config.dropout, training=True)
+        hn = tuple(torch.stack([final[k] for final in finals]) for k in range(len(hx)))
+        return x, hn
+
+
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Reverse each sequence of x (T, B, F) within its length; padding stays in place."""
+    if lengths is None:
+        return x.flip(0)
+    T = x.shape[0]
+    t = torch.arange(T, device=x.device)[:, None]
+    n = lengths.to(x.device)[None, :]
+    index = torch.where(t < n, n - 1 - t, t)
+    return x.gather(0, index[:, :, None].expand_as(x))
+
+
+def step_mask(lengths: torch.Tensor | None, T: int, like: torch.Tensor) -> torch.Tensor | None:
+    """(T, B, 1) tensor of 1 where t < lengths[b], in like's dtype and device; None if no lengths."""
+    if lengths is None:
+        return None
+    t = torch.arange(T, device=like.device)[:, None]
+    return (t < lengths.to(like.device)[None, :]).to(like.dtype)[..., None]

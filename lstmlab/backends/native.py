@@ -1,0 +1,57 @@
+"""The native backend: torch's own LSTM, GRU and RNN kernels (oneDNN, cuDNN, ...),
+for the configurations torch has: the plain LSTM (with or without projection), the
+GRU with reset after the product, and the tanh or relu RNN.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from lstmlab.backends.base import Backend, StackConfig
+from lstmlab.cells import GRUSpec, LayerWeights, LSTMSpec, RNNSpec
+
+
+def _kernel(config: StackConfig):  # noqa: ANN202 - one of torch.lstm / gru / rnn_tanh / rnn_relu
+    spec = config.spec
+    if isinstance(spec, LSTMSpec):
+        return torch.lstm
+    if isinstance(spec, GRUSpec):
+        return torch.gru
+    return torch.rnn_tanh if spec.nonlinearity == "tanh" else torch.rnn_relu
+
+
+class NativeBackend(Backend):
+    name = "native"
+
+    def unsupported(self, config: StackConfig, x: torch.Tensor) -> str | None:
+        spec = config.spec
+        if isinstance(spec, LSTMSpec) and not spec.is_torch_lstm:
+            return "torch.nn.LSTM has no peepholes, coupled gates, missing gates, other activations or gate recurrence"
+        if isinstance(spec, GRUSpec) and not spec.is_torch_gru:
+            return "torch.nn.GRU applies the reset gate after the recurrent product only (reset='after')"
+        assert isinstance(spec, (LSTMSpec, GRUSpec, RNNSpec))
+        return None
+
+    def run(
+        self,
+        config: StackConfig,
+        x: torch.Tensor,
+        lengths: torch.Tensor | None,
+        hx: tuple[torch.Tensor, ...],
+        weights: list[LayerWeights],
+        training: bool,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        params = [t for w in weights for t in (w.w_ih, w.w_hh, w.b_ih, w.b_hh, w.w_hr) if t is not None]
+        kernel = _kernel(config)
+        state = list(hx) if isinstance(config.spec, LSTMSpec) else hx[0]
+        flags = (config.bias, config.num_layers, config.dropout, training, config.bidirectional)
+        if lengths is None:
+            y, *hn = kernel(x, state, params, *flags, False)
+            return y, tuple(hn)
+        packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
+        order, unorder = packed.sorted_indices, packed.unsorted_indices
+        state = [s.index_select(1, order) for s in state] if isinstance(state, list) else state.index_select(1, order)
+        data, *hn = kernel(packed.data, packed.batch_sizes, state, params, *flags)
+        y, _ = pad_packed_sequence(PackedSequence(data, packed.batch_sizes, order, unorder), total_length=x.shape[0])
+        return y, tuple(h.index_select(1, unorder) for h in hn)

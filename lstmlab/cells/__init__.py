@@ -1,0 +1,32 @@
+"""The cells: their equations, their flags, one forward step and its hand-derived backward.
+
+Each family module (`lstm`, `gru`, `rnn`) holds its equations in its docstring and
+provides `step` (any array namespace), `step_backward` (NumPy) and `state_sizes`.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from lstmlab.cells import gru, lstm, rnn
+from lstmlab.cells.gru import GRUSpec
+from lstmlab.cells.lstm import VARIANTS, LSTMSpec
+from lstmlab.cells.rnn import RNNSpec
+from lstmlab.cells.weights import LayerWeights
+
+CellSpec = LSTMSpec | GRUSpec | RNNSpec
+
+_FAMILIES: dict[type, ModuleType] = {LSTMSpec: lstm, GRUSpec: gru, RNNSpec: rnn}
+
+
+def family(spec: CellSpec) -> ModuleType:
+    """The module (`lstm`, `gru` or `rnn`) that implements the cell `spec` describes."""
+    return _FAMILIES[type(spec)]
+
+
+def num_gates(spec: CellSpec) -> int:
+    """Number of H-row blocks in weight_ih / weight_hh."""
+    return len(spec.gates)
+
+
+__all__ = ["CellSpec", "GRUSpec", "LSTMSpec", "LayerWeights", "RNNSpec", "VARIANTS", "family", "num_gates"]
