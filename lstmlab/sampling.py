@@ -1,0 +1,90 @@
+"""Generating text from a character-level language model, one character at a time.
+
+The prime is read in one pass; after it, each step feeds the last character with
+the carried state, so producing n characters costs n single steps, not n passes over
+a growing prefix. Draws come from a seeded `torch.Generator`: the same seed gives
+the same text.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lstmlab.corpus import Vocabulary
+
+Step = Callable[[Tensor, Any], tuple[Tensor, Any]]
+"""step(ids (1, T) int64, state or None) -> (logits (1, T, V), new state)."""
+
+
+def check_options(temperature: float, top_k: int, length: int) -> None:
+    """ValueError naming the option when temperature, top_k or length is out of range."""
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not math.isfinite(temperature)
+        or temperature < 0
+    ):
+        raise ValueError(
+            f"sample: temperature must be a finite number >= 0 (0 picks the most likely character); got {temperature!r}"
+        )
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+        raise ValueError(f"sample: top_k must be an integer >= 0 (0 keeps every character); got {top_k!r}")
+    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+        raise ValueError(f"sample: length must be an integer >= 0; got {length!r}")
+
+
+def next_distribution(logits: Tensor, temperature: float, top_k: int = 0) -> Tensor:
+    """Probabilities (V,) to draw the next character from, given logits (V,).
+
+    Logits are divided by the temperature; with top_k > 0 all but the k largest are
+    excluded. Temperature 0 puts all the mass on the most likely character.
+    """
+    logits = logits.detach().float()
+    if temperature == 0:
+        probs = torch.zeros_like(logits)
+        probs[int(logits.argmax())] = 1.0
+        return probs
+    scaled = logits / temperature
+    if 0 < top_k < scaled.numel():
+        kth = torch.topk(scaled, top_k).values[-1]
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    return torch.softmax(scaled, dim=-1)
+
+
+def generate(
+    step: Step,
+    vocab: Vocabulary,
+    prime: str,
+    length: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    seed: int = 0,
+) -> Iterator[str]:
+    """Yield `length` characters that continue `prime`, one at a time, as they are drawn.
+
+    `prime` must be non-empty and use only characters of `vocab` (ValueError otherwise).
+    """
+    check_options(temperature, top_k, length)
+    if not prime:
+        raise ValueError("sample: prime must have at least one character; got ''")
+    ids = vocab.encode(prime, argument="prime")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        logits, state = step(ids[None, :], None)
+        k = -1
+        for n in range(length):
+            if n:
+                logits, state = step(torch.tensor([[k]], dtype=torch.int64), state)
+            probs = next_distribution(logits[0, -1], temperature, top_k)
+            k = int(torch.multinomial(probs, 1, generator=generator))
+            yield vocab.chars[k]
+
+
+def default_prime(vocab: Vocabulary) -> str:
+    """The prime used when none is given: a line break if the vocabulary has one."""
+    return "\n" if "\n" in vocab else vocab.chars[0]
