@@ -5,6 +5,8 @@ GRU with reset after the product, and the tanh or relu RNN.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
@@ -46,12 +48,16 @@ class NativeBackend(Backend):
         kernel = _kernel(config)
         state = list(hx) if isinstance(config.spec, LSTMSpec) else hx[0]
         flags = (config.bias, config.num_layers, config.dropout, training, config.bidirectional)
-        if lengths is None:
-            y, *hn = kernel(x, state, params, *flags, False)
-            return y, tuple(hn)
-        packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
-        order, unorder = packed.sorted_indices, packed.unsorted_indices
-        state = [s.index_select(1, order) for s in state] if isinstance(state, list) else state.index_select(1, order)
-        data, *hn = kernel(packed.data, packed.batch_sizes, state, params, *flags)
+        with warnings.catch_warnings():
+            # cuDNN wants all weights in one buffer and copies them into one per call when they are not;
+            # lstmlab keeps one tensor per parameter (the same on every backend) and accepts that copy.
+            warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk")
+            if lengths is None:
+                y, *hn = kernel(x, state, params, *flags, False)
+                return y, tuple(hn)
+            packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
+            order, unorder = packed.sorted_indices, packed.unsorted_indices
+            state = [s.index_select(1, order) for s in state] if isinstance(state, list) else state.index_select(1, order)
+            data, *hn = kernel(packed.data, packed.batch_sizes, state, params, *flags)
         y, _ = pad_packed_sequence(PackedSequence(data, packed.batch_sizes, order, unorder), total_length=x.shape[0])
         return y, tuple(h.index_select(1, unorder) for h in hn)
