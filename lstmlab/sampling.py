@@ -18,7 +18,7 @@ from torch import Tensor
 from lstmlab.corpus import Vocabulary
 
 Step = Callable[[Tensor, Any], tuple[Tensor, Any]]
-"""step(ids (1, T) int64, state or None) -> (logits (1, T, V), new state)."""
+"""step(ids (T, 1) int64, time-major, state or None) -> (logits (T, 1, V), new state)."""
 
 
 def check_options(temperature: float, top_k: int, length: int) -> None:
@@ -75,12 +75,12 @@ def generate(
     ids = vocab.encode(prime, argument="prime")
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        logits, state = step(ids[None, :], None)
+        logits, state = step(ids[:, None], None)
         k = -1
         for n in range(length):
             if n:
                 logits, state = step(torch.tensor([[k]], dtype=torch.int64), state)
-            probs = next_distribution(logits[0, -1], temperature, top_k)
+            probs = next_distribution(logits[-1, 0], temperature, top_k)
             k = int(torch.multinomial(probs, 1, generator=generator))
             yield vocab.chars[k]
 
