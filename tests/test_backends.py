@@ -1,0 +1,189 @@
+"""Tier 3: every backend against the reference for every cell and flag, and the choice
+of a backend by name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from helpers import (
+    BACKENDS,
+    CASES,
+    INPUT_SIZE,
+    TORCH_CASES,
+    assert_not_trivial,
+    assert_same,
+    build,
+    make_input,
+    make_state,
+    run_with_grads,
+    transfer,
+)
+from torch.func import functional_call
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from lstmlab import backends
+
+T, B = 3, 3
+LENGTHS = [2, 3, 1]
+
+# layout -> (constructor arguments, packed, non-contiguous input, hx given)
+LAYOUTS: dict[str, tuple[dict[str, Any], bool, bool, bool]] = {
+    "time-major": ({}, False, False, True),
+    "batch_first-noncontiguous": ({"batch_first": True}, False, True, False),
+    "packed-bidirectional-2layers": ({"num_layers": 2, "bidirectional": True}, True, False, True),
+}
+
+
+def _input(module: torch.nn.Module, dtype: torch.dtype, noncontiguous: bool) -> torch.Tensor:
+    x = make_input(T, B, INPUT_SIZE, dtype)
+    if module.batch_first:
+        x = x.transpose(0, 1).contiguous()
+    if noncontiguous:  # every other feature of a twice-as-wide tensor
+        wide = torch.stack([x, -x], dim=-1).flatten(-2)
+        x = wide[..., ::2]
+        assert not x.is_contiguous()
+    return x
+
+
+def _with_backend(module: torch.nn.Module, backend: str, x: torch.Tensor) -> torch.nn.Module:
+    """A copy of `module` that runs on `backend`; skips when the backend cannot run it."""
+    reason = backends.get(backend).unsupported(module.config, x)
+    if reason is not None:
+        pytest.skip(f"{backend}: {reason}")
+    config = module.config
+    kwargs = {"num_layers": config.num_layers, "bidirectional": config.bidirectional, "bias": config.bias}
+    if config.proj_size:
+        kwargs["proj_size"] = config.proj_size
+    flags = vars(config.spec)  # the spec's fields are the constructor's cell flags
+    copy = type(module)(
+        config.input_size, config.hidden_size, **kwargs, **flags, batch_first=module.batch_first, backend=backend, dtype=x.dtype
+    )
+    assert copy.config == config
+    return transfer(module, copy)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", CASES)
+def test_backend_matches_reference_float64(case: str, layout: str, backend: str) -> None:
+    kwargs, packed, noncontiguous, with_hx = LAYOUTS[layout]
+    reference = build(case, backend="reference", **kwargs)
+    x = _input(reference, torch.float64, noncontiguous)
+    module = _with_backend(reference, backend, x)
+    assert module.active_backend == backend
+    lengths = LENGTHS if packed else None
+    state = make_state(reference, B) if with_hx else None
+    expected = run_with_grads(reference, x, state, lengths)
+    assert_not_trivial(expected)
+    assert_same(run_with_grads(module, x, state, lengths), expected, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", CASES)
+def test_backend_in_float32_matches_reference(case: str, backend: str) -> None:
+    kwargs, packed, _, _ = LAYOUTS["packed-bidirectional-2layers"]
+    reference = build(case, backend="reference", **kwargs)
+    x = _input(reference, torch.float64, False)
+    module = _with_backend(reference, backend, x.float()).float()
+    state = make_state(reference, B)
+    expected = run_with_grads(reference, x, state, LENGTHS)
+    actual = run_with_grads(module, x.float(), tuple(s.float() for s in state), LENGTHS)
+    assert actual["y"].dtype == torch.float32
+    for key in ("y", *(k for k in expected if k.startswith("s"))):
+        torch.testing.assert_close(actual[key].double(), expected[key], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_reference_backend_gradients_match_finite_differences(case: str) -> None:
+    """The reference backend's autograd Function and the stacking it shares with eager."""
+    module = build(case, backend="reference", num_layers=2, bidirectional=True)
+    names = [name for name, _ in module.named_parameters()]
+    x = make_input(T, B, INPUT_SIZE, torch.float64)
+    state = make_state(module, B)
+
+    def f(x: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        hx, params = tensors[: len(state)], dict(zip(names, tensors[len(state) :]))
+        packed = pack_padded_sequence(x, torch.tensor(LENGTHS), enforce_sorted=False)
+        y, final = functional_call(module, params, (packed, hx if len(hx) > 1 else hx[0]))
+        final = (final,) if isinstance(final, torch.Tensor) else final
+        return (y.data, *final)
+
+    inputs = [t.detach().clone().requires_grad_(True) for t in (x, *state, *module.parameters())]
+    assert torch.autograd.gradcheck(f, inputs, fast_mode=True, check_batched_grad=False)
+
+
+@pytest.mark.parametrize("backend", ["auto", *BACKENDS])
+@pytest.mark.parametrize("case", CASES)
+def test_empty_sequence(case: str, backend: str) -> None:
+    module = build(case, num_layers=2, bidirectional=True, batch_first=True)
+    module = _with_backend(module, backend, next(module.parameters())) if backend != "auto" else module
+    state = tuple(s.requires_grad_(True) for s in make_state(module, B))
+    y, final = module(torch.zeros(B, 0, INPUT_SIZE, dtype=torch.float64), state if len(state) > 1 else state[0])
+    final = (final,) if isinstance(final, torch.Tensor) else final
+    assert y.shape == (B, 0, 2 * module.config.output_size)
+    for s, s0 in zip(final, state, strict=True):
+        torch.testing.assert_close(s, s0, atol=0, rtol=0)
+    sum(s.sum() for s in final).backward()
+    assert all(torch.equal(s.grad, torch.ones_like(s)) for s in state)
+
+
+# -- choosing a backend -----------------------------------------------------------------
+
+
+def _first_supported(module: torch.nn.Module) -> str:
+    like = next(module.parameters())
+    for name in backends.auto_order(module.config):
+        if name in backends.names() and backends.get(name).unsupported(module.config, like) is None:
+            return name
+    raise AssertionError("no backend")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", CASES)
+def test_auto_picks_native_for_torch_cells_and_never_reference(case: str, dtype: torch.dtype) -> None:
+    module = build(case, dtype=dtype)
+    chosen = module.active_backend
+    assert chosen != "reference"
+    assert chosen == _first_supported(module)
+    if case in TORCH_CASES:
+        assert chosen == "native"
+    else:
+        assert chosen != "native"
+    module(make_input(T, B, INPUT_SIZE, dtype))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_explicit_backend_shows_in_active_backend(case: str) -> None:
+    for backend in BACKENDS:
+        module = build(case, backend=backend)
+        if backends.get(backend).unsupported(module.config, next(module.parameters())) is None:
+            assert module.active_backend == backend
+
+
+@pytest.mark.parametrize(
+    ("case", "why"),
+    [("LSTM-vanilla", "peephole"), ("LSTM-CIFG", "coupled"), ("LSTM-FGR", "gate recurrence"), ("GRU-before", "reset")],
+)
+def test_native_refuses_cells_torch_lacks(case: str, why: str) -> None:
+    module = build(case, backend="native")
+    x = make_input(T, B, INPUT_SIZE, torch.float64)
+    with pytest.raises(ValueError, match=rf"backend='native' cannot run this configuration: .*{why}"):
+        module(x)
+    with pytest.raises(ValueError, match=why):
+        module.active_backend  # noqa: B018
+
+
+def test_reference_refuses_float32() -> None:
+    module = build("LSTM-NP", backend="reference", dtype=torch.float32)
+    with pytest.raises(ValueError, match=r"backend='reference' cannot run .*float64 only; got torch.float32"):
+        module(make_input(T, B, INPUT_SIZE, torch.float32))
+
+
+def test_unknown_backend_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"LSTM: backend must be one of auto, .*eager.*; got 'cudnn'"):
+        build("LSTM-NP", backend="cudnn")
+    with pytest.raises(ValueError, match=r"GRU: backend must be one of .*; got 'fast'"):
+        backends.resolve("fast", build("GRU-after").config, torch.zeros(1), owner="GRU")
