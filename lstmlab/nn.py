@@ -260,9 +260,12 @@ def _suffixes(num_layers: int, bidirectional: bool) -> list[str]:
 
 
 def _lstm_spec(owner: str, variant: str | None, flags: dict[str, Any]) -> LSTMSpec:
+    """The cell the flags and variant give; a flag left None is not given (torch's LSTM, or the variant's)."""
+    given = {name: value for name, value in flags.items() if value is not None}
     for name in ("peephole", "coupled", "input_gate", "forget_gate", "output_gate", "gate_recurrence"):
-        _checks.boolean(owner, name, flags[name])
-    return spec_from_flags(variant, **flags)
+        if name in given:
+            _checks.boolean(owner, name, given[name])
+    return spec_from_flags(variant, **given)
 
 
 def _apply_forget_bias(module: _Recurrent, forget_bias: float) -> None:
@@ -336,9 +339,10 @@ class LSTM(_FromTorch, _Recurrent):
     """Multi-layer LSTM, a drop-in for torch.nn.LSTM, with every variant of the family.
 
     Equations and flags: `lstmlab.cells.lstm`. Arguments up to proj_size are torch's.
-    The keyword-only flags select the cell; `variant` sets them by name (see
-    `lstmlab.VARIANTS`): "vanilla", "peephole", "NP", "NIG", "NFG", "NOG", "NIAF",
-    "NOAF", "CIFG", "FGR". `forget_bias` is added to the forget gate's initial bias.
+    The keyword-only flags select the cell (left None: as torch's LSTM); `variant` sets
+    them by name (see `lstmlab.VARIANTS`): "vanilla", "peephole", "NP", "NIG", "NFG",
+    "NOG", "NIAF", "NOAF", "CIFG", "FGR"; a flag given with a variant must agree with it.
+    `forget_bias` is added to the forget gate's initial bias.
     `backend`: "auto" (default), "native", "eager", "reference" (see `lstmlab.backends`).
 
     Shapes (D = 2 if bidirectional else 1, H_out = proj_size or hidden_size):
@@ -369,14 +373,14 @@ class LSTM(_FromTorch, _Recurrent):
         bidirectional: bool = False,
         proj_size: int = 0,
         *,
-        peephole: bool = False,
-        coupled: bool = False,
-        input_gate: bool = True,
-        forget_gate: bool = True,
-        output_gate: bool = True,
-        input_activation: str = "tanh",
-        output_activation: str = "tanh",
-        gate_recurrence: bool = False,
+        peephole: bool | None = None,
+        coupled: bool | None = None,
+        input_gate: bool | None = None,
+        forget_gate: bool | None = None,
+        output_gate: bool | None = None,
+        input_activation: str | None = None,
+        output_activation: str | None = None,
+        gate_recurrence: bool | None = None,
         variant: str | None = None,
         forget_bias: float = 0.0,
         backend: str = "auto",
@@ -572,14 +576,14 @@ class LSTMCell(_FromTorch, _Cell):
         hidden_size: int,
         bias: bool = True,
         *,
-        peephole: bool = False,
-        coupled: bool = False,
-        input_gate: bool = True,
-        forget_gate: bool = True,
-        output_gate: bool = True,
-        input_activation: str = "tanh",
-        output_activation: str = "tanh",
-        gate_recurrence: bool = False,
+        peephole: bool | None = None,
+        coupled: bool | None = None,
+        input_gate: bool | None = None,
+        forget_gate: bool | None = None,
+        output_gate: bool | None = None,
+        input_activation: str | None = None,
+        output_activation: str | None = None,
+        gate_recurrence: bool | None = None,
         variant: str | None = None,
         forget_bias: float = 0.0,
         backend: str = "auto",

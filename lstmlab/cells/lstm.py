@@ -120,7 +120,9 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
 def spec_from_flags(variant: str | None = None, **flags: Any) -> LSTMSpec:
     """Build an LSTMSpec from a variant name and/or explicit flags.
 
-    A flag given with a value other than its default must agree with the variant.
+    Every flag given with a variant must agree with it, whether or not the value is the
+    flag's default: `spec_from_flags("CIFG", peephole=False)` is an error, not a CIFG
+    with peepholes.
     >>> spec_from_flags("CIFG").gates
     ('i', 'g', 'o')
     """
@@ -136,7 +138,7 @@ def spec_from_flags(variant: str | None = None, **flags: Any) -> LSTMSpec:
     variant_flags = VARIANTS[name][0]
     defaults = {field.name: field.default for field in fields(LSTMSpec)}
     for flag, value in flags.items():
-        if value != defaults[flag] and value != variant_flags.get(flag, defaults[flag]):
+        if value != variant_flags.get(flag, defaults[flag]):
             raise ValueError(
                 f"LSTM: {flag}={value!r} conflicts with variant={name!r}, which sets "
                 f"{flag}={variant_flags.get(flag, defaults[flag])!r}"
