@@ -119,9 +119,14 @@ class Vocabulary:
         return cls(data["chars"])
 
 
+def split_point(length: int, train_fraction: float = TRAIN_FRACTION) -> int:
+    """Index of the first validation character of a corpus of `length` characters."""
+    return int(length * train_fraction)
+
+
 def split(ids: torch.Tensor, train_fraction: float = TRAIN_FRACTION) -> tuple[torch.Tensor, torch.Tensor]:
     """The first `train_fraction` of the stream for training, the rest for validation."""
-    cut = int(len(ids) * train_fraction)
+    cut = split_point(len(ids), train_fraction)
     return ids[:cut], ids[cut:]
 
 
@@ -129,7 +134,7 @@ def minimum_length(batch_size: int, seq_len: int, train_fraction: float = TRAIN_
     """Fewest characters a corpus needs: one batch plus one in its training part, two in validation."""
     need_train = batch_size * seq_len + 1
     length = need_train
-    while int(length * train_fraction) < need_train or length - int(length * train_fraction) < 2:
+    while split_point(length, train_fraction) < need_train or length - split_point(length, train_fraction) < 2:
         length += 1
     return length
 

@@ -88,3 +88,13 @@ def generate(
 def default_prime(vocab: Vocabulary) -> str:
     """The prime used when none is given: a line break if the vocabulary has one."""
     return "\n" if "\n" in vocab else vocab.chars[0]
+
+
+def model_step(model: torch.nn.Module) -> Step:
+    """The `Step` of a `lstmlab.models.SequenceModel` with token inputs, run in eval mode."""
+    model.eval()
+
+    def step(ids: Tensor, state: Any) -> tuple[Tensor, Any]:
+        return model(ids, state)
+
+    return step
