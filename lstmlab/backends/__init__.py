@@ -3,17 +3,23 @@
 - "reference": NumPy float64 with hand-written BPTT (`lstmlab.reference`); CPU only.
 - "eager": per-step torch ops under autograd; any device, any cell.
 - "native": torch's own kernels, for the configurations torch has.
+- "fused": C++ kernels for the CPU (`lstmlab.backends.fused`), compiled on first use.
 - "auto": the fastest registered backend that can run the configuration.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import torch
 
 from lstmlab.backends.base import Backend, LayeredBackend, StackConfig
 from lstmlab.backends.eager import EagerBackend
+from lstmlab.backends.fused import FusedBackend
 from lstmlab.backends.native import NativeBackend
 from lstmlab.backends.reference import ReferenceBackend
+from lstmlab.cells import GRUSpec, LSTMSpec
 
 _REGISTRY: dict[str, Backend] = {}
 
@@ -28,9 +34,39 @@ def names() -> tuple[str, ...]:
     return ("auto", *_REGISTRY)
 
 
+# Time of fused over time of native, fwd+bwd, float32, T=100, batch 4*hidden/16
+# (the grid of `lstmlab bench`), by cell torch has and hidden size. Measured with
+# `lstmlab bench` on a 2-core Xeon (AVX-512), torch 2.13 CPU, 2 threads; the full
+# table is in benchmarks/RESULTS.md. Below 1: fused is faster.
+FUSED_OVER_NATIVE: dict[str, dict[int, float]] = {
+    "lstm": {64: 1.0, 128: 1.0, 256: 1.0, 512: 1.0},
+    "gru": {64: 1.0, 128: 1.0, 256: 1.0, 512: 1.0},
+    "rnn": {64: 1.0, 128: 1.0, 256: 1.0, 512: 1.0},
+}
+
+
+def _torch_kind(config: StackConfig) -> str | None:
+    """ "lstm", "gru" or "rnn" when torch has this cell, else None."""
+    spec = config.spec
+    if isinstance(spec, LSTMSpec):
+        return "lstm" if spec.is_torch_lstm else None
+    if isinstance(spec, GRUSpec):
+        return "gru" if spec.is_torch_gru else None
+    return "rnn"
+
+
 def auto_order(config: StackConfig) -> tuple[str, ...]:
-    """Backends "auto" tries for `config`, fastest first."""
-    return ("native", "fused", "eager")
+    """Backends "auto" tries for `config`, fastest first.
+
+    Between fused and native, the measurement in FUSED_OVER_NATIVE at the nearest
+    hidden size (on a log scale) decides.
+    """
+    kind = _torch_kind(config)
+    if kind is None:
+        return ("fused", "native", "eager")
+    table = FUSED_OVER_NATIVE[kind]
+    nearest = min(table, key=lambda size: abs(math.log(size / config.hidden_size)))
+    return ("fused", "native", "eager") if table[nearest] < 1.0 else ("native", "fused", "eager")
 
 
 def get(name: str) -> Backend:
@@ -46,8 +82,12 @@ def resolve(name: str, config: StackConfig, x: torch.Tensor, owner: str = "RNN")
     if name == "auto":
         for candidate in auto_order(config):
             backend = _REGISTRY.get(candidate)
-            if backend is not None and backend.unsupported(config, x) is None:
+            if backend is None:
+                continue
+            reason = backend.unsupported(config, x)
+            if reason is None:
                 return backend
+            _warn_unavailable(candidate, reason)
         raise AssertionError("the eager backend runs every configuration")
     if name not in _REGISTRY:
         raise ValueError(f"{owner}: backend must be one of {', '.join(names())}; got {name!r}")
@@ -58,7 +98,21 @@ def resolve(name: str, config: StackConfig, x: torch.Tensor, owner: str = "RNN")
     return backend
 
 
-for _backend in (ReferenceBackend(), EagerBackend(), NativeBackend()):
+_warned: set[str] = set()
+
+
+def _warn_unavailable(name: str, reason: str) -> None:
+    """Warn once per process when "auto" skips a backend that cannot run at all here
+    (as opposed to one that does not support this configuration)."""
+    backend = _REGISTRY[name]
+    unavailable = getattr(backend, "unavailable", None)
+    if unavailable is None or name in _warned or unavailable() != reason:
+        return
+    _warned.add(name)
+    warnings.warn(f"backend='auto' runs without the {name} backend: {reason}", RuntimeWarning, stacklevel=4)
+
+
+for _backend in (ReferenceBackend(), EagerBackend(), NativeBackend(), FusedBackend()):
     register(_backend)
 
 __all__ = ["Backend", "LayeredBackend", "StackConfig", "auto_order", "get", "names", "register", "resolve"]

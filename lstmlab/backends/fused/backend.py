@@ -1,0 +1,54 @@
+"""The fused backend: the C++ kernels of fused.cpp, one layer and direction per call."""
+
+from __future__ import annotations
+
+import torch
+
+from lstmlab.backends.base import Layer, LayeredBackend, StackConfig
+from lstmlab.backends.fused import loader
+from lstmlab.backends.fused.ops import encode, fused_layer
+from lstmlab.cells import CellSpec, LayerWeights, LSTMSpec
+
+
+class FusedBackend(LayeredBackend):
+    """CPU, float32 and float64; every cell and flag except the LSTM's full gate
+    recurrence (FGR) and projection (proj_size > 0), which "auto" runs on eager.
+    """
+
+    name = "fused"
+
+    def unsupported(self, config: StackConfig, x: torch.Tensor) -> str | None:
+        if x.device.type != "cpu":
+            return f"the fused kernels run on the CPU only; got device {x.device}"
+        if x.dtype not in (torch.float32, torch.float64):
+            return f"the fused kernels compute in float32 or float64 only; got {x.dtype}"
+        spec = config.spec
+        if isinstance(spec, LSTMSpec) and spec.gate_recurrence:
+            return "the fused kernels do not implement full gate recurrence (FGR, gate_recurrence=True)"
+        if config.proj_size:
+            return "the fused kernels do not implement the LSTM projection (proj_size > 0)"
+        return self.unavailable()
+
+    def unavailable(self) -> str | None:
+        """Why the kernels cannot run on this machine at all (no compiler, ...), or None."""
+        return loader.error() or None
+
+    def layer(
+        self,
+        spec: CellSpec,
+        x: torch.Tensor,
+        state: tuple[torch.Tensor, ...],
+        w: LayerWeights,
+        lengths: torch.Tensor | None,
+    ) -> Layer:
+        cell, flags = encode(spec)
+        lstm = isinstance(spec, LSTMSpec)
+        inputs = (x, *state, *(t for t in w if t is not None))
+        # inference stores nothing for backward
+        save = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
+        if lengths is not None:
+            lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()
+        y, h_n, c_n, *_ = fused_layer(
+            x, state[0], state[1] if lstm else None, w.w_ih, w.w_hh, w.b_ih, w.b_hh, w.w_ch, lengths, cell, flags, save
+        )
+        return y, ((h_n, c_n) if lstm else (h_n,))
