@@ -535,25 +535,32 @@ class _Cell(_Recurrent):
         if x.shape[-1] != self.input_size:
             raise ValueError(f"{owner}: input.size(-1) must equal input_size={self.input_size}; got {x.shape[-1]}")
         if hx is not None:  # the stack's checks expect a leading (layers * directions) axis of 1
-            parts = (hx,) if isinstance(hx, Tensor) else tuple(hx)
-            self._check_cell_state(parts, x.shape[0], batched, like)
-            parts = tuple(p.reshape(1, x.shape[0], -1) for p in parts)
-            hx = parts[0] if isinstance(hx, Tensor) else parts
+            parts = tuple(p.reshape(1, x.shape[0], -1) for p in self._check_cell_state(hx, x.shape[0], batched, like))
+            hx = parts if len(parts) > 1 else parts[0]
         state = self._check_state(hx, x.shape[0], True, like)
         backend = backends.resolve(self.backend, self.config, like, owner)
         _, final = backend.run(self.config, x.unsqueeze(0), None, state, self._layer_weights(), self.training)
         return tuple(s[0] if batched else s[0, 0] for s in final)
 
-    def _check_cell_state(self, parts: tuple, batch: int, batched: bool, like: Tensor) -> None:
-        sizes = self.config.state_sizes
+    def _check_cell_state(self, hx: Any, batch: int, batched: bool, like: Tensor) -> tuple[Tensor, ...]:
+        """hx as a tuple of (B, S) tensors ((S,) unbatched), checked."""
+        owner, sizes = self._owner, self.config.state_sizes
         names = ("hx",) if len(sizes) == 1 else ("h", "c", "a")[: len(sizes)]
-        if len(parts) != len(sizes):
-            raise ValueError(f"{self._owner}: hx must be ({', '.join(names)}), {len(sizes)} tensors; got {len(parts)}")
+        if len(sizes) == 1:
+            parts = (hx,)
+        else:  # a tensor is not a tuple of tensors, even one whose first axis has the right length
+            if not isinstance(hx, (tuple, list)) or len(hx) != len(sizes):
+                raise ValueError(
+                    f"{owner}: hx must be a tuple ({', '.join(names)}) of {len(sizes)} tensors; got {type(hx).__name__}"
+                    + (f" of length {len(hx)}" if isinstance(hx, (tuple, list)) else "")
+                )
+            parts = tuple(hx)
         for name, part, size in zip(names, parts, sizes):
             self._check_tensor(name, part, like)
             expected = ((batch,) if batched else ()) + (size,)
             if tuple(part.shape) != expected:
-                raise ValueError(f"{self._owner}: {name} must have shape {expected}; got {tuple(part.shape)}")
+                raise ValueError(f"{owner}: {name} must have shape {expected}; got {tuple(part.shape)}")
+        return parts
 
 
 class LSTMCell(_FromTorch, _Cell):
