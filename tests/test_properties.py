@@ -109,7 +109,6 @@ def test_zero_peepholes_equal_no_peepholes(variant: str) -> None:
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_cifg_equals_an_lstm_whose_forget_preactivation_is_the_negated_input_one(bias: bool) -> None:
-    coupled = build("LSTM-NP", bias=bias, num_layers=2)
     coupled = lstmlab.LSTM(INPUT_SIZE, H, num_layers=2, bias=bias, coupled=True, dtype=torch.float64)
     build_weights = build("LSTM-NP", bias=bias, num_layers=2).state_dict()
     plain = lstmlab.LSTM(INPUT_SIZE, H, num_layers=2, bias=bias, dtype=torch.float64)
