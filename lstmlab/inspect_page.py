@@ -14,11 +14,15 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import torch
 
-from lstmlab.activations import FEATURES, LEFT, RIGHT, Ranked
+from lstmlab.activations import FEATURES, LEFT, RIGHT, Ranked, rank_cells, saturation, trace
+from lstmlab.cells import LSTMSpec
 
 GATE_COLOURS = {"i": "#1f77b4", "f": "#2ca02c", "o": "#d62728", "r": "#9467bd", "z": "#ff7f0e"}
 GATE_NAMES = {"i": "input gate", "f": "forget gate", "o": "output gate", "r": "reset gate", "z": "update gate"}
@@ -339,3 +343,90 @@ Units on the dashed diagonal are always saturated one way or the other; units ne
 </body>
 </html>
 """
+
+
+# -- from a run ----------------------------------------------------------------------
+
+
+def learning_curves(run_dir: str | Path) -> list[Curve]:
+    """Training loss (logged means) and validation loss against the step, from the run's metrics.jsonl."""
+    path = Path(run_dir) / "metrics.jsonl"
+    train, valid = Curve("training loss", [], []), Curve("validation loss", [], [])
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            curve = {"train": train, "eval": valid}.get(record.get("kind"))
+            if curve is not None and isinstance(record.get("loss"), (int, float)):
+                curve.x.append(float(record["step"]))
+                curve.y.append(float(record["loss"]))
+    return [c for c in (train, valid) if c.x]
+
+
+def build(
+    run_dir: str | Path,
+    text: str | None = None,
+    chars: int = 2000,
+    analyse: int = 10000,
+    sample_length: int = 500,
+    temperature: float = 0.8,
+    seed: int = 0,
+) -> PageData:
+    """Everything the page shows for the char-lm run in `run_dir`.
+
+    text: the text to look at (it must use the run's characters); None takes the run's
+    validation text. The first `chars` characters are coloured; the first `analyse`
+    (at least `chars`) feed the ranking and the saturation statistics.
+    """
+    from lstmlab.sampling import default_prime, generate, model_step
+    from lstmlab.tasks.charlm import CharLM
+    from lstmlab.train import load_run
+
+    for name, value in (("chars", chars), ("analyse", analyse)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"inspect: {name} must be a positive int; got {value!r}")
+    run = load_run(run_dir)
+    task = run.task
+    if not isinstance(task, CharLM):
+        raise ValueError(f"inspect: the run must be a charlm run; {str(run_dir)!r} holds a {run.config.task!r} run")
+    vocab = task.vocabulary
+    passage_source = "the given text"
+    if text is None:
+        text = task.validation_text()
+        passage_source = "the validation text"
+    analysed = text[: max(chars, analyse)]
+    ids = vocab.encode(analysed, argument="--text")
+    model = run.model.eval()
+    x = torch.nn.functional.one_hot(ids, len(vocab)).to(model.readout.weight.dtype)
+    layers = trace(model.recurrent, x)
+    ranking, absent = rank_cells(layers, analysed)
+    sat = [{gate: saturation(values) for gate, values in layer.gates.items()} for layer in layers]
+    prime = default_prime(vocab)
+    sample = "".join(generate(model_step(model), vocab, prime, sample_length, temperature, 0, seed))
+    cfg = run.config
+    last = run.checkpoint.get("last_eval") or {}
+    summary = {
+        "run": Path(run_dir).name,
+        "cell": f"{cfg.cell}, {cfg.layers} x {cfg.hidden}, dropout {cfg.dropout:g}",
+        "corpus": f"{task.source}, {len(vocab)} characters in the vocabulary",
+        "trained": f"{run.step} steps of {task.batch_size} x {task.seq_len} characters",
+        "passage": f"{len(analysed)} characters of {passage_source} ({min(chars, len(analysed))} shown)",
+    }
+    summary["sample"] = f"{sample_length} characters after {prime!r}, temperature {temperature:g}, seed {seed}"
+    if isinstance(last.get("loss"), (int, float)):
+        summary["validation loss"] = f"{last['loss']:.4f} nats ({last['loss'] / math.log(2):.4f} bits) per character"
+    lstm = isinstance(model.recurrent.config.spec, LSTMSpec)
+    return PageData(
+        title=f"Inside a character-level {cfg.cell.upper()} language model",
+        summary=summary,
+        passage=analysed[:chars],
+        cells=[layer.cell[:chars] for layer in layers],
+        ranking=ranking,
+        absent=absent,
+        saturation=sat,
+        sample=sample,
+        curves=learning_curves(run_dir),
+        curve_axis="optimiser step",
+        cell_name="cell state tanh(c)" if lstm else "hidden state h",
+    )

@@ -1,0 +1,49 @@
+"""`lstmlab inspect RUN_DIR`: a self-contained HTML page that looks inside a charlm run's cells."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "inspect",
+        help="write an HTML page that looks inside a charlm run's cells",
+        description="Write one self-contained HTML page (no network) for a charlm run: a passage coloured by any cell, "
+        "the cells ranked by the readable features they track, gate saturation, a sample and the learning curves.",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory of a charlm run")
+    parser.add_argument("--text", metavar="FILE", default=None, help="UTF-8 text to look at (default: the run's validation text)")
+    parser.add_argument("--out", metavar="FILE", default=None, help="where to write the page (default: RUN_DIR/report.html)")
+    parser.add_argument("--chars", type=int, default=2000, help="characters of the passage to colour (default: 2000)")
+    parser.add_argument(
+        "--analyse", type=int, default=10000, help="characters used to rank cells and measure saturation (default: 10000)"
+    )
+    parser.add_argument("--sample-length", type=int, default=500, help="characters of the sample shown (default: 500)")
+    parser.add_argument("--temperature", type=float, default=0.8, help="temperature of the sample (default: 0.8)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sample (default: 0)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lstmlab.corpus import read_text
+    from lstmlab.inspect_page import build, render
+    from lstmlab.sampling import check_options
+
+    out = Path(args.out) if args.out is not None else Path(args.run_dir) / "report.html"
+    try:
+        check_options(args.temperature, 0, args.sample_length)
+        text = read_text(args.text, "--text") if args.text is not None else None
+        data = build(args.run_dir, text, args.chars, args.analyse, args.sample_length, args.temperature, args.seed)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render(data), encoding="utf-8")
+    except ValueError as error:
+        message = str(error)
+        for prefix in ("charlm: ", "inspect: ", "sample: "):
+            message = message.removeprefix(prefix)
+        print(f"lstmlab inspect: {message}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
