@@ -88,6 +88,8 @@ class _Recurrent(nn.Module):
             for field, shape in _layer_shapes(config, layer_input).items():
                 self.register_parameter(_PARAM_NAMES[field] + suffix, nn.Parameter(torch.empty(shape, **factory)))
         self.reset_parameters()
+        if backend != "auto":
+            self.active_backend  # noqa: B018 - an explicit backend that cannot run this cell fails here, not at forward
 
     # -- parameters ----------------------------------------------------------------
 

@@ -54,11 +54,11 @@ def _torch_stack(name: str, dtype: torch.dtype, **kwargs: Any) -> nn.Module:
 
 
 def _ours(cls: type, theirs: nn.Module, backend: str) -> nn.Module:
-    ours = cls.from_torch(theirs, backend=backend)
-    like = next(ours.parameters())
-    reason = backends.get(backend).unsupported(ours.config, like)
+    ours = cls.from_torch(theirs)
+    reason = backends.get(backend).unsupported(ours.config, next(ours.parameters()))
     if reason is not None:
         pytest.skip(reason)
+    ours.backend = backend
     return ours
 
 

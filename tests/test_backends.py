@@ -157,10 +157,13 @@ def test_auto_picks_native_for_torch_cells_and_never_reference(case: str, dtype:
 
 @pytest.mark.parametrize("case", CASES)
 def test_explicit_backend_shows_in_active_backend(case: str) -> None:
+    config, like = build(case).config, torch.zeros(1, dtype=torch.float64)
     for backend in BACKENDS:
-        module = build(case, backend=backend)
-        if backends.get(backend).unsupported(module.config, next(module.parameters())) is None:
-            assert module.active_backend == backend
+        if backends.get(backend).unsupported(config, like) is None:
+            assert build(case, backend=backend).active_backend == backend
+        else:
+            with pytest.raises(ValueError, match=f"backend={backend!r} cannot run"):
+                build(case, backend=backend)
 
 
 @pytest.mark.parametrize(
@@ -168,17 +171,22 @@ def test_explicit_backend_shows_in_active_backend(case: str) -> None:
     [("LSTM-vanilla", "peephole"), ("LSTM-CIFG", "coupled"), ("LSTM-FGR", "gate recurrence"), ("GRU-before", "reset")],
 )
 def test_native_refuses_cells_torch_lacks(case: str, why: str) -> None:
-    module = build(case, backend="native")
-    x = make_input(T, B, INPUT_SIZE, torch.float64)
     with pytest.raises(ValueError, match=rf"backend='native' cannot run this configuration: .*{why}"):
-        module(x)
+        build(case, backend="native")
+    module = build(case)  # chosen after construction: refused at forward, before computing
+    module.backend = "native"
+    with pytest.raises(ValueError, match=rf"backend='native' cannot run this configuration: .*{why}"):
+        module(make_input(T, B, INPUT_SIZE, torch.float64))
     with pytest.raises(ValueError, match=why):
         module.active_backend  # noqa: B018
 
 
 def test_reference_refuses_float32() -> None:
-    module = build("LSTM-NP", backend="reference", dtype=torch.float32)
-    with pytest.raises(ValueError, match=r"backend='reference' cannot run .*float64 only; got torch.float32"):
+    message = r"backend='reference' cannot run .*float64 only; got torch.float32"
+    with pytest.raises(ValueError, match=message):
+        build("LSTM-NP", backend="reference", dtype=torch.float32)
+    module = build("LSTM-NP", backend="reference", dtype=torch.float64).float()
+    with pytest.raises(ValueError, match=message):
         module(make_input(T, B, INPUT_SIZE, torch.float32))
 
 
