@@ -1,0 +1,199 @@
+"""The Task interface: what the trainer (`lstmlab.train`) needs from a task.
+
+A task is a pure, seeded data generator with its loss and its metrics. It never
+prints, writes files or parses arguments. The trainer owns the model, the
+optimiser, the loop, the checkpoints and the run directory; a task owns only the
+data and what "good" means.
+
+The contract, in the order the trainer uses it:
+
+Construction
+    `lstmlab.tasks.get(name, **options)` builds a task from keyword options
+    (`seq_len`, `batch_size`, `eval_size`, ... and task-specific ones such as a
+    text file). The options are stored in the run's config.json and the task is
+    rebuilt from them on resume and by `lstmlab.train.load_run`, so construction
+    must be cheap and must not require the data to still exist: read files lazily
+    (on the first `train_batch` or `evaluate`).
+
+Sizes (attributes, fixed after construction; may be properties that load lazily)
+    `input_size`: features per step; with `token_inputs=True` the inputs are int64
+        ids in [0, input_size) that the model one-hot encodes.
+    `output_size`: features of the readout at every step (the model's output is
+        (T, B, output_size); the task's `loss` picks the steps it scores).
+
+Training data
+    `train_batch(step, seed) -> Batch`: the batch for optimiser step `step` (0-based)
+        of the run seeded `seed`. It must be a pure function of (step, seed, options):
+        that is what makes a resumed run continue bit-identically. Use
+        `train_rng(seed, step)` for randomness, or a cache keyed by them.
+    `Batch.continues=True` says the batch continues the sequences of the batch of
+        step-1 (a stateful stream, truncated BPTT): the trainer then feeds the
+        previous batch's final recurrent state, detached, as the initial state.
+        With False the state starts at zero. The carried state is saved in the
+        checkpoint, so resuming mid-stream is exact.
+
+Loss
+    `loss(outputs, batch) -> Tensor`: a differentiable scalar, from the model's
+        outputs (T, B, output_size) for `batch.inputs`.
+
+Evaluation
+    `evaluate(predict) -> dict[str, float]`: metrics on a fixed held-out set (the
+        same at every call and every seed). `predict(inputs, state=None) ->
+        (outputs, final_state)` runs the model without gradients in eval mode;
+        a streaming task passes the state along to carry it across its chunks.
+        The dict must hold the key `metric` (the primary metric) and "loss".
+    `metric`: name of the primary metric, `higher_is_better` its direction.
+    `baseline`: the primary metric of a memoryless predictor (the best constant or
+        the best predictor that sees only the current input), or None if none applies.
+    `solved(metrics) -> bool`: the task's success criterion on `evaluate`'s dict
+        (always False for tasks that have none, such as language modelling).
+
+Extra state
+    `state_dict() -> dict` / `load_state_dict(state)`: what a trained model needs
+        from the task without the data (e.g. a vocabulary), stored in every
+        checkpoint and restored by resume and `load_run`. Plain Python values or
+        tensors. Default: nothing.
+
+`SupervisedTask` implements `train_batch` and `evaluate` for tasks of independent
+sequences from `make_batch(rng, size)` and `metrics(outputs, batch)`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+State = Any  # a Tensor or a tuple of Tensors, as the recurrent module returns it
+Predict = Callable[..., tuple[Tensor, State]]
+
+_TRAIN_STREAM = 0x7A1
+_EVAL_STREAM = 0xE7A1
+
+
+def train_rng(seed: int, step: int, *salt: int) -> np.random.Generator:
+    """The random generator of training step `step` of a run seeded `seed`."""
+    return np.random.default_rng([_TRAIN_STREAM, seed, step, *salt])
+
+
+def eval_rng(*salt: int) -> np.random.Generator:
+    """The random generator of a task's held-out set: the same for every run seed."""
+    return np.random.default_rng([_EVAL_STREAM, *salt])
+
+
+@dataclass
+class Batch:
+    """One batch, time-major.
+
+    inputs: (T, B, input_size) float32, or (T, B) int64 ids with `token_inputs`.
+    targets: whatever the task's loss reads (e.g. (B, 1) float, (T, B) int64).
+    mask: (T, B) bool, True where a step is real (for padded variable-length batches).
+    lengths: (B,) int64 sequence lengths, when they vary.
+    continues: the batch continues the previous batch's sequences (carry the state).
+    extra: task-specific tensors (e.g. the legal next symbols of a grammar).
+    """
+
+    inputs: Tensor
+    targets: Tensor
+    mask: Tensor | None = None
+    lengths: Tensor | None = None
+    continues: bool = False
+    extra: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return int(self.inputs.shape[1])
+
+
+class Task(ABC):
+    """A long-time-lag (or any sequence) task; see the module docstring for the contract."""
+
+    name: str = ""
+    input_size: int
+    output_size: int
+    token_inputs: bool = False
+    metric: str = "loss"
+    higher_is_better: bool = False
+    baseline: float | None = None
+
+    @abstractmethod
+    def train_batch(self, step: int, seed: int) -> Batch:
+        """The training batch of step `step` (0-based) of the run seeded `seed`."""
+
+    @abstractmethod
+    def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
+        """Differentiable scalar loss of the model's outputs (T, B, output_size)."""
+
+    @abstractmethod
+    def evaluate(self, predict: Predict) -> dict[str, float]:
+        """Metrics on the fixed held-out set; holds `self.metric` and "loss"."""
+
+    @abstractmethod
+    def solved(self, metrics: dict[str, float]) -> bool:
+        """The success criterion, on a dict from `evaluate`."""
+
+    def options(self) -> dict[str, Any]:
+        """The keyword options this task was built with (set by `lstmlab.tasks.get`)."""
+        return dict(getattr(self, "_options", {}))
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a trained model needs from the task without its data (e.g. a vocabulary)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+        return None
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether primary-metric value `a` is better than `b`."""
+        return a > b if self.higher_is_better else a < b
+
+
+class SupervisedTask(Task):
+    """A task of independent sequences: every batch starts from a zero state.
+
+    Subclasses set `batch_size`, `eval_size` and implement `make_batch(rng, size)`,
+    `loss` and `metrics(outputs, batch)` (on the whole held-out set at once).
+    """
+
+    batch_size: int = 64
+    eval_size: int = 1000
+    eval_salt: int = 0
+
+    @abstractmethod
+    def make_batch(self, rng: np.random.Generator, size: int) -> Batch:
+        """`size` independent sequences drawn with `rng`."""
+
+    @abstractmethod
+    def metrics(self, outputs: Tensor, batch: Batch) -> dict[str, float]:
+        """Metrics of outputs (T, B, output_size) on `batch`."""
+
+    def train_batch(self, step: int, seed: int) -> Batch:
+        return self.make_batch(train_rng(seed, step), self.batch_size)
+
+    def eval_batch(self) -> Batch:
+        """The fixed held-out set, made once."""
+        cached = getattr(self, "_eval_batch", None)
+        if cached is None:
+            cached = self._eval_batch = self.make_batch(eval_rng(self.eval_salt), self.eval_size)
+        return cached
+
+    def evaluate(self, predict: Predict) -> dict[str, float]:
+        batch = self.eval_batch()
+        outputs, _ = predict(batch.inputs)
+        return self.metrics(outputs, batch)
+
+
+def as_float(x: np.ndarray) -> Tensor:
+    """float32 tensor from a NumPy array."""
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+
+def as_long(x: np.ndarray) -> Tensor:
+    """int64 tensor from a NumPy array."""
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64))
