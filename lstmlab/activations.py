@@ -2,7 +2,7 @@
 
 After Karpathy, Johnson and Fei-Fei 2015, "Visualizing and Understanding Recurrent
 Networks": run a text through the stack one step at a time (`lstmlab.reference.unroll`
-with torch ops, the same equations every backend computes), keep every layer's cell
+in NumPy float64, the executable specification of every backend), keep every layer's cell
 values and gate activations, then
 
 - rank cells by how well they follow a readable property of the text (position in
@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lstmlab.cells import GRUSpec, LSTMSpec
-from lstmlab.cells.ops import torch_ops
+from lstmlab.cells import GRUSpec, LayerWeights, LSTMSpec
+from lstmlab.cells.ops import NUMPY_OPS
 from lstmlab.reference import unroll
 
 LEFT, RIGHT = 0.1, 0.9
@@ -59,31 +59,30 @@ def trace(module: torch.nn.Module, x: Tensor) -> list[LayerTrace]:
     if config.bidirectional:
         raise ValueError("trace: the module must be unidirectional; got bidirectional=True")
     spec = config.spec
-    ops = torch_ops()
     layers = []
-    with torch.no_grad():
-        inp = x[:, None, :]
-        for w in module._layer_weights():  # type: ignore[attr-defined]
-            state = tuple(inp.new_zeros(1, size) for size in config.state_sizes)
-            y, _, caches = unroll(spec, ops, inp, state, w, record=True)
-            layers.append(_layer_trace(spec, caches, y))
-            inp = y
+    inp = x.detach().double().cpu().numpy()[:, None, :]
+    for weights in module._layer_weights():  # type: ignore[attr-defined]
+        w = LayerWeights(*(None if p is None else p.detach().double().cpu().numpy() for p in weights))
+        state = tuple(np.zeros((1, size)) for size in config.state_sizes)
+        y, _, caches = unroll(spec, NUMPY_OPS, inp, state, w, record=True)
+        layers.append(_layer_trace(spec, caches, y))
+        inp = y
     return layers
 
 
 def _stack(caches: list[dict], key: str) -> np.ndarray:
-    return torch.stack([cache[key][0] for cache in caches]).double().numpy()
+    return np.stack([cache[key][0] for cache in caches])
 
 
-def _layer_trace(spec: object, caches: list[dict], y: Tensor) -> LayerTrace:
+def _layer_trace(spec: object, caches: list[dict], y: np.ndarray) -> LayerTrace:
     if isinstance(spec, LSTMSpec):
         cell = np.tanh(_stack(caches, "c_new"))
-        gates = {name: _stack(caches, name) for name in ("i", "f", "o") if isinstance(caches[0][name], Tensor)}
+        gates = {name: _stack(caches, name) for name in ("i", "f", "o") if isinstance(caches[0][name], np.ndarray)}
     elif isinstance(spec, GRUSpec):
-        cell = y[:, 0].double().numpy()
+        cell = y[:, 0]
         gates = {name: _stack(caches, name) for name in ("r", "z")}
     else:
-        cell, gates = y[:, 0].double().numpy(), {}
+        cell, gates = y[:, 0], {}
     return LayerTrace(cell=cell, gates=gates)
 
 

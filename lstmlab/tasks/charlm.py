@@ -1,0 +1,145 @@
+"""Character-level language modelling (char-rnn, Karpathy 2015) on any UTF-8 text.
+
+The corpus is a text file or, without one, the Python language reference that ships
+with CPython (`lstmlab.corpus.default_text`). Its first 90% trains, the last 10%
+validates. Training batches are contiguous chunks of B parallel streams
+(`lstmlab.corpus.Streams`): batch k+1 continues batch k, so the trainer carries the
+detached state across them (truncated BPTT) and restarts it with each pass over the
+text. The order of the batches is fixed; the run's seed changes the initial weights
+and the dropout masks.
+
+Inputs are character ids (T, B) that the model one-hot encodes; outputs are logits
+(T, B, V) over the V characters of the vocabulary; the loss is the cross-entropy in
+nats per character. Validation reports it in nats (`loss`) and bits (`bpc`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lstmlab import _checks
+from lstmlab.corpus import Streams, Vocabulary, check_length, default_text, read_text, split, split_point
+from lstmlab.tasks.base import Batch, Predict, Task
+
+
+class CharLM(Task):
+    """Next-character prediction on a text; see the module docstring.
+
+    text: path of a UTF-8 file, or None for the default corpus. The file is read on
+    first use (sizes, batches or evaluation), not at construction.
+    """
+
+    token_inputs = True
+    metric = "loss"
+    higher_is_better = False
+
+    def __init__(self, *, text: str | None = None, seq_len: int = 100, batch_size: int = 64) -> None:
+        if text is not None and not isinstance(text, str):
+            raise TypeError(f"charlm: text must be a file path (str) or None; got {type(text).__name__}")
+        self.text = text
+        self.seq_len = _checks.positive_int("charlm", "seq_len", seq_len)
+        self.batch_size = _checks.positive_int("charlm", "batch_size", batch_size)
+        self._vocab: Vocabulary | None = None
+        self._corpus: str | None = None
+        self._streams: tuple[Streams, Streams] | None = None
+        self._baseline: float | None = None
+
+    # -- data, loaded on first use -------------------------------------------------
+
+    @property
+    def source(self) -> str:
+        """Where the corpus comes from, for messages and reports."""
+        return repr(self.text) if self.text is not None else "the Python language reference (pydoc_data.topics)"
+
+    def corpus(self) -> str:
+        """The whole text (read once); ValueError if unreadable, not UTF-8, empty or shorter than one batch."""
+        if self._corpus is None:
+            corpus = read_text(self.text) if self.text is not None else default_text()
+            check_length(corpus, self.batch_size, self.seq_len, self.source)
+            self._corpus = corpus
+        return self._corpus
+
+    def validation_text(self) -> str:
+        """The last 10% of the corpus, the part the model never trains on."""
+        corpus = self.corpus()
+        return corpus[split_point(len(corpus)) :]
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """The characters of the corpus, or those restored from a checkpoint."""
+        if self._vocab is None:
+            self._vocab = Vocabulary.from_text(self.corpus())
+        return self._vocab
+
+    @property
+    def input_size(self) -> int:  # type: ignore[override]
+        return len(self.vocabulary)
+
+    @property
+    def output_size(self) -> int:  # type: ignore[override]
+        return len(self.vocabulary)
+
+    def streams(self) -> tuple[Streams, Streams]:
+        """(training streams, validation streams) over the encoded corpus."""
+        if self._streams is None:
+            source = f"the corpus {self.source}"
+            ids = self.vocabulary.encode(self.corpus(), argument=source)
+            train, valid = split(ids)
+            self._streams = (
+                Streams(train, self.batch_size, self.seq_len, drop_last=True),
+                Streams(valid, self.batch_size, self.seq_len, drop_last=False),
+            )
+        return self._streams
+
+    # -- the Task interface --------------------------------------------------------
+
+    def train_batch(self, step: int, seed: int) -> Batch:
+        train, _ = self.streams()
+        k = step % len(train)
+        inputs, targets = train.batch(k)
+        return Batch(inputs=inputs.T.contiguous(), targets=targets.T.contiguous(), continues=k != 0)
+
+    def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
+        return F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), batch.targets.reshape(-1))
+
+    def evaluate(self, predict: Predict) -> dict[str, float]:
+        _, valid = self.streams()
+        total, state = 0.0, None
+        for inputs, targets in valid:
+            outputs, state = predict(inputs.T.contiguous(), state)
+            total += float(F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), targets.T.reshape(-1), reduction="sum"))
+        nats = total / valid.num_chars
+        return {"loss": nats, "bpc": nats / math.log(2)}
+
+    def solved(self, metrics: dict[str, float]) -> bool:
+        return False
+
+    @property
+    def baseline(self) -> float:  # type: ignore[override]
+        """Validation loss (nats per character) of the best predictor that sees only the current
+        character: bigram frequencies of the training text, add-one smoothed."""
+        if self._baseline is None:
+            train, valid = self.streams()
+            V = len(self.vocabulary)
+            counts = torch.ones(V, V, dtype=torch.float64)
+            pairs = train.inputs.reshape(-1) * V + train.targets.reshape(-1)
+            counts += torch.bincount(pairs, minlength=V * V).reshape(V, V).double()
+            log_p = (counts / counts.sum(dim=1, keepdim=True)).log()
+            x, y = valid.inputs.reshape(-1), valid.targets.reshape(-1)
+            self._baseline = float(-log_p[x, y].mean())
+        return self._baseline
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"vocabulary": self.vocabulary.to_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        vocab = Vocabulary.from_dict(state["vocabulary"])
+        if vocab != self._vocab:
+            self._vocab = vocab
+            self._streams = None
+            self._baseline = None
