@@ -1,0 +1,159 @@
+"""Character-level language model under a wall-clock budget, through the shared trainer.
+
+Train (one cell per call; run them one after another, not side by side, so that
+they get the same machine):
+
+    python benchmarks/charlm_shakespeare.py ../shared/data/tinyshakespeare.txt --cell lstm --minutes 15 --out runs/charlm/lstm
+
+trains a 2 x 256 model (batch 64, sequence 100, Adam 2e-3, gradient norm clipped at 1)
+until the budget is spent, evaluating on the validation text (the last 10%) every
+`--eval-every` steps, then writes `result.json` (the validation curve in nats per
+character against minutes, the best and final losses, a sample) into the run
+directory, which `lstmlab sample` and `lstmlab inspect` also read. The budget counts
+wall-clock time, evaluations included.
+
+Report (curves of several runs in one PNG, and a Markdown table on stdout):
+
+    python benchmarks/charlm_shakespeare.py --report runs/charlm/lstm runs/charlm/gru --plot docs/charlm_curves.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from lstmlab.sampling import generate, model_step
+from lstmlab.train import TrainConfig, Trainer
+
+TARGET = 1.52  # nats per character on the validation text within 15 minutes
+
+
+def train(args: argparse.Namespace) -> dict:
+    corpus = Path(args.corpus)
+    if not corpus.is_file():
+        raise SystemExit(f"charlm_shakespeare: corpus must be a text file; got {str(corpus)!r}")
+    config = TrainConfig(
+        task="charlm",
+        task_options={"text": str(corpus.resolve()), "seq_len": args.seq_len, "batch_size": args.batch},
+        cell=args.cell,
+        hidden=args.hidden,
+        layers=args.layers,
+        dropout=args.dropout,
+        lr=args.lr,
+        clip=args.clip,
+        steps=10**9,
+        seed=args.seed,
+        eval_every=args.eval_every,
+        log_every=args.log_every,
+        stop_when_solved=False,
+    )
+    trainer = Trainer(config, args.out)
+    budget = args.minutes * 60.0
+    print(f"{args.cell}: {trainer.summary()['parameters']} parameters, backend {trainer.model.active_backend}", flush=True)
+    for record in trainer.run():
+        if record["kind"] == "eval":
+            print(
+                f"step {record['step']:6d}  {record['seconds'] / 60:6.2f} min  validation {record['loss']:.4f} nats", flush=True
+            )
+        if trainer.seconds >= budget and config.steps > trainer.step + 1:
+            config.steps = trainer.step + 1  # one last step, then the trainer's final evaluation and checkpoint
+    evals = [json.loads(line) for line in (Path(args.out) / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    curve = [(r["seconds"] / 60, r["loss"]) for r in evals if r.get("kind") == "eval"]
+    start = time.perf_counter()
+    vocab = trainer.task.vocabulary
+    sample = "".join(generate(model_step(trainer.model), vocab, "\n", args.sample_length, 0.8, 0, args.seed))
+    rate = args.sample_length / (time.perf_counter() - start)
+    best = min(loss for _, loss in curve)
+    result = {
+        "cell": args.cell,
+        "active_backend": trainer.model.active_backend,
+        "parameters": trainer.summary()["parameters"],
+        "steps": trainer.step,
+        "characters_seen": trainer.step * args.batch * args.seq_len,
+        "minutes": round(trainer.seconds / 60, 2),
+        "final_loss": curve[-1][1],
+        "best_loss": best,
+        "final_bpc": curve[-1][1] / math.log(2),
+        "curve_minutes": [round(m, 3) for m, _ in curve],
+        "curve_loss": [round(v, 5) for _, v in curve],
+        "sample": sample,
+        "sample_chars_per_second": round(rate),
+        "torch_threads": torch.get_num_threads(),
+        "command": " ".join(sys.argv),
+    }
+    (Path(args.out) / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"final validation loss {result['final_loss']:.4f} nats ({result['final_bpc']:.3f} bits) after {result['minutes']} min")
+    print(sample)
+    return result
+
+
+def report(run_dirs: list[str], plot: str | None) -> None:
+    results = [json.loads((Path(d) / "result.json").read_text()) for d in run_dirs]
+    print(
+        "| cell | backend | parameters | steps | characters seen | minutes | final validation loss (nats) | bits per character |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(
+            f"| {r['cell']} | {r['active_backend']} | {r['parameters']:,} | {r['steps']:,} | {r['characters_seen']:,} "
+            f"| {r['minutes']:.1f} | {r['final_loss']:.3f} | {r['final_bpc']:.3f} |"
+        )
+    if plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+        for r in results:
+            ax.plot(r["curve_minutes"][1:], r["curve_loss"][1:], label=f"{r['cell']} ({r['final_loss']:.3f})")
+        ax.axhline(TARGET, color="grey", linestyle="--", linewidth=1, label=f"target {TARGET}")
+        ax.set_xlabel("minutes of training (wall clock, evaluations included)")
+        ax.set_ylabel("validation loss (nats per character)")
+        ax.set_title("tiny-shakespeare, 2 x 256, batch 64, sequence 100")
+        ax.set_ylim(1.3, 2.6)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        Path(plot).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(plot)
+        print(f"wrote {plot}", file=sys.stderr)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("corpus", nargs="?", help="path of tinyshakespeare.txt (or any UTF-8 text)")
+    parser.add_argument("--cell", default="lstm", help="lstm, gru, peephole, ... (default: lstm)")
+    parser.add_argument("--minutes", type=float, default=15.0, help="wall-clock budget (default: 15)")
+    parser.add_argument("--out", default=None, help="run directory (default: runs/charlm/CELL)")
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--seq-len", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--dropout", type=float, default=0.0)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--clip", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-every", type=int, default=100, help="steps between validations (default: 100)")
+    parser.add_argument("--log-every", type=int, default=20)
+    parser.add_argument("--sample-length", type=int, default=1000)
+    parser.add_argument("--report", nargs="+", metavar="RUN_DIR", help="summarise finished runs instead of training")
+    parser.add_argument("--plot", default=None, help="with --report: write the validation curves to this PNG")
+    args = parser.parse_args()
+    if args.report:
+        report(args.report, args.plot)
+        return
+    if args.corpus is None:
+        parser.error("the corpus path is required to train")
+    args.out = args.out or f"runs/charlm/{args.cell}"
+    train(args)
+
+
+if __name__ == "__main__":
+    main()
