@@ -271,7 +271,7 @@ template <typename S>
 std::vector<Tensor> lstm_backward(const LSTMFlags& F, const Tensor& dy, const Tensor& dhN, const Tensor& dcN,
                                   const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
                                   const Tensor& w_hh, bool has_bias, const Tensor& w_ch, const Lengths& len,
-                                  const Tensor& hs, const Tensor& cs, const Tensor& gates) {
+                                  const Tensor& hs, const Tensor& cs, const Tensor& gates, bool need_dx) {
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = h0.size(1), GH = w_ih.size(0);
   auto opts = x.options();
   Tensor dG = at::empty({T, B, GH}, opts);
@@ -390,7 +390,7 @@ std::vector<Tensor> lstm_backward(const LSTMFlags& F, const Tensor& dy, const Te
   }
   const int64_t last = T % 2;
   Tensor dG2 = dG.view({T * B, GH});
-  Tensor dx = at::mm(dG2, w_ih).view({T, B, I});
+  Tensor dx = !need_dx ? empty_like_opts(x) : at::mm(dG2, w_ih).view({T, B, I});
   Tensor dw_ih = at::mm(dG2.t(), x.reshape({T * B, I}));
   Tensor dw_hh = recurrent_grad(dG, 0, GH, hs, h0);
   Tensor none = empty_like_opts(x);
@@ -502,7 +502,7 @@ std::vector<Tensor> gru_forward(bool before, const Tensor& x, const Tensor& h0, 
 template <typename S>
 std::vector<Tensor> gru_backward(bool before, const Tensor& dy, const Tensor& dhN, const Tensor& x, const Tensor& h0,
                                  const Tensor& w_ih, const Tensor& w_hh, bool has_bias, const Lengths& len,
-                                 const Tensor& hs, const Tensor& gates, const Tensor& extra) {
+                                 const Tensor& hs, const Tensor& gates, const Tensor& extra, bool need_dx) {
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = h0.size(1), GH = 3 * H;
   auto opts = x.options();
   Tensor dGX = at::empty({T, B, GH}, opts);
@@ -584,7 +584,7 @@ std::vector<Tensor> gru_backward(bool before, const Tensor& dy, const Tensor& dh
   }
   const int64_t last = T % 2;
   Tensor dX2 = dGX.view({T * B, GH});
-  Tensor dx = at::mm(dX2, w_ih).view({T, B, I});
+  Tensor dx = !need_dx ? empty_like_opts(x) : at::mm(dX2, w_ih).view({T, B, I});
   Tensor dw_ih = at::mm(dX2.t(), x.reshape({T * B, I}));
   Tensor dw_hh;
   if (before) {
@@ -641,7 +641,7 @@ std::vector<Tensor> rnn_forward(bool relu, const Tensor& x, const Tensor& h0, co
 template <typename S>
 std::vector<Tensor> rnn_backward(bool relu, const Tensor& dy, const Tensor& dhN, const Tensor& x, const Tensor& h0,
                                  const Tensor& w_ih, const Tensor& w_hh, bool has_bias, const Lengths& len,
-                                 const Tensor& hs) {
+                                 const Tensor& hs, bool need_dx) {
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = h0.size(1);
   auto opts = x.options();
   Tensor dG = at::empty({T, B, H}, opts);
@@ -679,7 +679,7 @@ std::vector<Tensor> rnn_backward(bool relu, const Tensor& dy, const Tensor& dhN,
   }
   const int64_t last = T % 2;
   Tensor dG2 = dG.view({T * B, H});
-  Tensor dx = at::mm(dG2, w_ih).view({T, B, I});
+  Tensor dx = !need_dx ? empty_like_opts(x) : at::mm(dG2, w_ih).view({T, B, I});
   Tensor dw_ih = at::mm(dG2.t(), x.reshape({T * B, I}));
   Tensor dw_hh = recurrent_grad(dG, 0, H, hs, h0);
   Tensor none = empty_like_opts(x);
@@ -718,13 +718,13 @@ std::vector<Tensor> forward(int64_t cell, std::vector<int64_t> flags, const Tens
   });
 }
 
-// -> dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_ch
+// -> dx (empty unless need_dx), dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_ch
 std::vector<Tensor> backward(int64_t cell, std::vector<int64_t> flags, const Tensor& dy_, const Tensor& dhN_,
                              const c10::optional<Tensor>& dcN_, const Tensor& x_, const Tensor& h0_,
                              const c10::optional<Tensor>& c0_, const Tensor& w_ih_, const Tensor& w_hh_, bool has_bias,
                              const c10::optional<Tensor>& w_ch_, const c10::optional<Tensor>& lengths,
                              const Tensor& hs_, const c10::optional<Tensor>& cs_, const c10::optional<Tensor>& gates_,
-                             const c10::optional<Tensor>& extra_) {
+                             const c10::optional<Tensor>& extra_, bool need_dx) {
   check(x_, h0_);
   FlushDenormals flush;
   at::NoGradGuard no_grad;
@@ -734,11 +734,11 @@ std::vector<Tensor> backward(int64_t cell, std::vector<int64_t> flags, const Ten
   return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmlab_fused_backward", [&] {
     if (cell == kLSTM)
       return lstm_backward<scalar_t>(LSTMFlags(flags), dy, dhN, contig(dcN_), x, h0, contig(c0_), w_ih, w_hh, has_bias,
-                                     contig(w_ch_), len, hs, contig(cs_), contig(gates_));
+                                     contig(w_ch_), len, hs, contig(cs_), contig(gates_), need_dx);
     if (cell == kGRU)
       return gru_backward<scalar_t>(flags[0] != 0, dy, dhN, x, h0, w_ih, w_hh, has_bias, len, hs, contig(gates_),
-                                    contig(extra_));
-    return rnn_backward<scalar_t>(flags[0] != 0, dy, dhN, x, h0, w_ih, w_hh, has_bias, len, hs);
+                                    contig(extra_), need_dx);
+    return rnn_backward<scalar_t>(flags[0] != 0, dy, dhN, x, h0, w_ih, w_hh, has_bias, len, hs, need_dx);
   });
 }
 

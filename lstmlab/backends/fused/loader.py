@@ -35,7 +35,7 @@ def _cpu_flags() -> set[str]:
 
 def cflags() -> list[str]:
     """Compiler flags: optimised, and vectorised with AVX2/FMA where the CPU has them."""
-    flags = ["-O3", "-fno-math-errno"]
+    flags = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
     if platform.machine() in ("x86_64", "AMD64") and {"avx2", "fma"} <= _cpu_flags():
         flags += ["-mavx2", "-mfma"]
     return flags

@@ -119,10 +119,11 @@ def fused_layer_backward(
     extra: Tensor | None,
     cell: int,
     flags: list[int],
+    need_dx: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Gradients (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_ch); absent ones empty."""
     out = loader.load().backward(
-        cell, flags, dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, has_bias, w_ch, lengths, hs, cs, gates, extra
+        cell, flags, dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, has_bias, w_ch, lengths, hs, cs, gates, extra, need_dx
     )
     return _fresh(out, x)  # type: ignore[return-value]
 
@@ -146,11 +147,12 @@ def _fused_layer_backward_fake(
     extra: Tensor | None,
     cell: int,
     flags: list[int],
+    need_dx: bool,
 ) -> tuple[Tensor, ...]:
     none = lambda: x.new_empty(0)  # noqa: E731
     rows = w_ih.shape[0]
     return (
-        torch.empty_like(x),
+        torch.empty_like(x) if need_dx else none(),
         torch.empty_like(h0),
         torch.empty_like(h0) if cell == LSTM else none(),
         torch.empty_like(w_ih),
@@ -209,9 +211,10 @@ def _backward(ctx: Any, dy: Tensor | None, dh_n: Tensor | None, dc_n: Tensor | N
         empty(extra),
         ctx.cell,
         ctx.flags,
+        ctx.needs_input_grad[0],
     )
     return (
-        dx,
+        dx if ctx.needs_input_grad[0] else None,
         dh0,
         dc0 if ctx.has_c0 else None,
         dw_ih,

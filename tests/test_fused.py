@@ -1,0 +1,230 @@
+"""The fused CPU backend against the reference and eager backends, gradcheck, torch.compile,
+inference mode and the fallbacks when the kernels cannot be built."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+import lstmlab
+from lstmlab import backends
+from lstmlab.backends.fused import loader, ops
+
+T, B, I, H = 5, 3, 4, 6  # noqa: E741 - the house names for sizes
+LENGTHS = torch.tensor([5, 2, 4])
+
+CASES = {
+    **{f"LSTM-{v}": ("LSTM", {"variant": v}) for v in ("NP", "vanilla", "NIG", "NFG", "NOG", "NIAF", "NOAF", "CIFG")},
+    "LSTM-CIFG-noaf": ("LSTM", {"coupled": True, "output_activation": "identity"}),
+    "GRU-after": ("GRU", {"reset": "after"}),
+    "GRU-before": ("GRU", {"reset": "before"}),
+    "RNN-tanh": ("RNN", {"nonlinearity": "tanh"}),
+    "RNN-relu": ("RNN", {"nonlinearity": "relu"}),
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def extension() -> None:
+    """Build (or load from the cache) the extension once per session."""
+    loader.load()
+
+
+def build(case: str, backend: str, dtype: torch.dtype = torch.float64, **kwargs: object) -> torch.nn.Module:
+    family, flags = CASES[case]
+    torch.manual_seed(0)
+    module = getattr(lstmlab, family)(I, H, backend=backend, dtype=dtype, **flags, **kwargs)
+    with torch.no_grad():
+        for name, p in module.named_parameters():  # peepholes start at zero; make them count
+            p.uniform_(-0.6, 0.6) if "weight_ch" in name else None
+    return module
+
+
+def run(module: torch.nn.Module, x: torch.Tensor, state: tuple, lengths: torch.Tensor | None) -> list[torch.Tensor]:
+    """Outputs, final states and every gradient (input, initial state, parameters)."""
+    for p in module.parameters():
+        p.grad = None
+    x = x.detach().requires_grad_(True)
+    state = tuple(s.detach().requires_grad_(True) for s in state)
+    inp = x if lengths is None else pack_padded_sequence(x, lengths, enforce_sorted=False)
+    y, final = module(inp, state if len(state) > 1 else state[0])
+    if lengths is not None:
+        y = pad_packed_sequence(y, total_length=x.shape[0])[0]
+    final = final if isinstance(final, tuple) else (final,)
+    torch.manual_seed(1)  # random upstream gradients
+    loss = (y * torch.randn_like(y)).sum() + sum((s * torch.randn_like(s)).sum() for s in final)
+    loss.backward()
+    return [y, *final, x.grad, *(s.grad for s in state), *(p.grad for p in module.parameters())]
+
+
+def inputs(module: torch.nn.Module, dtype: torch.dtype) -> tuple[torch.Tensor, tuple]:
+    torch.manual_seed(2)
+    D = module.config.num_directions * module.num_layers
+    x = torch.randn(T, B, I, dtype=dtype)
+    state = tuple(torch.randn(D, B, size, dtype=dtype) * 0.5 for size in module.config.state_sizes)
+    return x, state
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["full", "padded"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("case", CASES)
+def test_fused_equals_reference_and_eager(case: str, bidirectional: bool, padded: bool) -> None:
+    fused = build(case, "fused", num_layers=2, bidirectional=bidirectional)
+    assert fused.active_backend == "fused"
+    x, state = inputs(fused, torch.float64)
+    lengths = LENGTHS if padded else None
+    got = run(fused, x, state, lengths)
+    for other in ("reference", "eager"):
+        module = build(case, other, num_layers=2, bidirectional=bidirectional)
+        module.load_state_dict(fused.state_dict())
+        want = run(module, x, state, lengths)
+        assert len(got) == len(want)
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    if padded:  # the padding changes the result: the axis is not idle
+        full = run(fused, x, state, None)
+        assert not torch.allclose(full[0], got[0])
+
+
+@pytest.mark.parametrize("case", ["LSTM-NP", "LSTM-vanilla", "LSTM-CIFG", "GRU-after", "GRU-before", "RNN-tanh"])
+def test_fused_float32_matches_eager(case: str) -> None:
+    fused = build(case, "fused", dtype=torch.float32, batch_first=True)
+    eager = build(case, "eager", dtype=torch.float32, batch_first=True)
+    eager.load_state_dict(fused.state_dict())
+    x, state = inputs(fused, torch.float32)
+    x = x.transpose(0, 1).contiguous().transpose(0, 1)  # batch_first input, non-contiguous once time-major
+    for a, b in zip(run(fused, x.transpose(0, 1), state, None), run(eager, x.transpose(0, 1), state, None), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["full", "padded"])
+@pytest.mark.parametrize("case", ["LSTM-vanilla", "LSTM-CIFG", "LSTM-NOAF", "GRU-after", "GRU-before", "RNN-tanh"])
+def test_gradcheck(case: str, padded: bool) -> None:
+    family, flags = CASES[case]
+    spec = build(case, "fused").config.spec
+    cell, cell_flags = ops.encode(spec)
+    G = len(spec.gates)
+    torch.manual_seed(3)
+    t = lambda *shape: (torch.randn(*shape, dtype=torch.float64) * 0.5).requires_grad_(True)  # noqa: E731
+    n_peep = len(getattr(spec, "peephole_gates", ()))
+    tensors = [t(4, 2, 3), t(2, 3), t(2, 3) if family == "LSTM" else None, t(G * 3, 3), t(G * 3, 3), t(G * 3), t(G * 3)]
+    tensors.append(t(n_peep * 3) if n_peep else None)
+    lengths = torch.tensor([4, 2]) if padded else None
+
+    def f(*args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(ops.fused_layer(*args, lengths, cell, cell_flags, True)[: 3 if family == "LSTM" else 2])
+
+    args = [a for a in tensors if a is not None]
+    positions = [k for k, a in enumerate(tensors) if a is not None]
+
+    def g(*present: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        full: list = [None] * len(tensors)
+        for k, a in zip(positions, present, strict=True):
+            full[k] = a
+        return f(*full)
+
+    assert torch.autograd.gradcheck(g, args)
+
+
+def test_inference_saves_nothing() -> None:
+    fused = build("LSTM-vanilla", "fused")
+    x, state = inputs(fused, torch.float64)
+    with torch.no_grad():
+        y_nograd, _ = fused(x, state)
+    out = ops.fused_layer(x, state[0][0], state[1][0], *(getattr(fused, n) for n in ("weight_ih_l0", "weight_hh_l0")),
+                          fused.bias_ih_l0.detach(), fused.bias_hh_l0.detach(), fused.weight_ch_l0.detach(), None,
+                          *ops.encode(fused.config.spec), False)  # fmt: skip
+    assert all(t.numel() == 0 for t in out[3:])
+    y, _ = fused(x, state)
+    torch.testing.assert_close(y_nograd, y, rtol=0, atol=0)
+    assert y.requires_grad and not y_nograd.requires_grad
+
+
+class _Stack(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = build("LSTM-vanilla", "fused", dtype=torch.float32, num_layers=2, bidirectional=True)
+        self.gru = lstmlab.GRU(2 * H, H, reset="before", backend="fused")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, _ = self.lstm(x)
+        z, h = self.gru(y)
+        return z.sum() + h.sum()
+
+
+# inductor's own import of torch.jit warns; that is torch's business, not ours
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_torch_compile_fullgraph() -> None:
+    torch._dynamo.reset()
+    model = _Stack()
+    x = torch.randn(T, B, I)
+    want = model(x)
+    want.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    got = torch.compile(model, fullgraph=True)(x)
+    got.backward()
+    torch.testing.assert_close(got, want)
+    for p, g in zip(model.parameters(), grads, strict=True):
+        torch.testing.assert_close(p.grad, g)
+
+
+def test_fake_kernels_agree_with_real_ones() -> None:
+    for case in CASES:
+        module = build(case, "fused", dtype=torch.float32)
+        cell, flags = ops.encode(module.config.spec)
+        w = module._layer_weights()[0]
+        x, state = inputs(module, torch.float32)
+        for save in (False, True):
+            for lengths in (None, LENGTHS):
+                args = (x, state[0][0], state[1][0] if cell == ops.LSTM else None, *w[:4], w.w_ch, lengths, cell, flags, save)
+                torch.library.opcheck(ops.fused_layer, args, test_utils=("test_schema", "test_faketensor"))
+
+
+def test_fgr_and_projection_fall_back() -> None:
+    fgr = lstmlab.LSTM(I, H, variant="FGR")
+    proj = lstmlab.LSTM(I, H, proj_size=2, variant="peephole")
+    for module, why in ((fgr, "full gate recurrence"), (proj, "projection")):
+        assert module.active_backend == "eager"
+        module.backend = "fused"
+        with pytest.raises(ValueError, match=f"backend='fused' cannot run this configuration: .*{why}"):
+            module(torch.randn(T, B, I))
+
+
+def test_auto_prefers_fused_for_cells_torch_lacks() -> None:
+    for case in ("LSTM-vanilla", "LSTM-CIFG", "GRU-before"):
+        assert build(case, "auto", dtype=torch.float32).active_backend == "fused"
+
+
+def test_auto_order_follows_measurements(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = build("GRU-after", "auto").config
+    monkeypatch.setitem(backends.FUSED_OVER_NATIVE, "gru", {64: 2.0, 512: 0.5})
+    assert backends.auto_order(config)[0] == "native"  # H=6 is nearest 64
+    monkeypatch.setitem(backends.FUSED_OVER_NATIVE, "gru", {4: 0.5, 512: 2.0})
+    assert backends.auto_order(config)[0] == "fused"
+
+
+def test_without_a_compiler_auto_warns_once_and_fused_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_compiler() -> None:
+        raise OSError("g++: command not found")
+
+    monkeypatch.setattr(loader, "_compile", no_compiler)
+    monkeypatch.setattr(backends, "_warned", set())
+    loader.reset()
+    try:
+        module = build("LSTM-vanilla", "auto", dtype=torch.float32)
+        x = torch.randn(T, B, I)
+        with pytest.warns(RuntimeWarning, match=r"without the fused backend: .*could not be compiled .*g\+\+: command not found"):
+            assert module.active_backend == "eager"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            module(x)  # warned once already
+        module.backend = "fused"
+        with pytest.raises(ValueError, match=r"backend='fused' cannot run this configuration: .*could not be compiled"):
+            module(x)
+    finally:
+        monkeypatch.undo()
+        loader.reset()
+        loader.load()
