@@ -194,6 +194,7 @@ _JS = """
   var layerSel = document.getElementById("layer");
   var cellSel = document.getElementById("cell");
   var info = document.getElementById("cell-info");
+  var stretch = document.getElementById("stretch");
   var spans = [];
   var text = data.passage;
   for (var t = 0; t < text.length; t++) {
@@ -231,13 +232,18 @@ _JS = """
     var layer = layers[+layerSel.value];
     var c = +cellSel.value;
     var n = text.length;
-    var lo = Infinity, hi = -Infinity;
+    var lo = Infinity, hi = -Infinity, top = 0;
     for (var t = 0; t < n; t++) {
       var v = layer.q[c * n + t] / 127;
-      spans[t].style.backgroundColor = colour(v);
-      spans[t].title = (v * layer.scale).toFixed(3);
       if (v < lo) { lo = v; }
       if (v > hi) { hi = v; }
+      top = Math.max(top, Math.abs(v));
+    }
+    var gain = stretch.checked && top > 0 ? 1 / top : 1;
+    for (var t = 0; t < n; t++) {
+      var v = layer.q[c * n + t] / 127;
+      spans[t].style.backgroundColor = colour(v * gain);
+      spans[t].title = (v * layer.scale).toFixed(3);
     }
     info.textContent = "layer " + (+layerSel.value + 1) + ", cell " + c + ": values from " +
       (lo * layer.scale).toFixed(2) + " to " + (hi * layer.scale).toFixed(2);
@@ -250,6 +256,7 @@ _JS = """
   }
   layerSel.addEventListener("change", function () { fillCells(); paint(); });
   cellSel.addEventListener("change", paint);
+  stretch.addEventListener("change", paint);
   var rows = document.querySelectorAll("tr.pick");
   for (var k = 0; k < rows.length; k++) {
     rows[k].addEventListener("click", function () {
@@ -318,6 +325,7 @@ Johnson and Fei-Fei 2015, "Visualizing and Understanding Recurrent Networks". Cl
 <label>Layer <select id="layer">{layer_options}</select></label>
 <label>Cell <select id="cell"></select></label>
 <span><span class="legend"></span> &minus;1 &hellip; +1</span>
+<label><input type="checkbox" id="stretch" checked> stretch the colours to the cell's largest |value|</label>
 <span id="cell-info" class="note"></span>
 </div>
 <div id="passage"></div>
