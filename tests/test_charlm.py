@@ -323,3 +323,22 @@ def test_trace_matches_the_model(play: Path) -> None:
         expected = torch.tanh(c_or_h[-1, 0]) if isinstance(final, tuple) else c_or_h[-1, 0]
         torch.testing.assert_close(torch.from_numpy(layers[-1].cell[-1]).float(), expected, atol=1e-5, rtol=1e-4)
         assert all(((g >= 0) & (g <= 1)).all() for layer in layers for g in layer.gates.values())
+
+
+def test_train_command_runs_charlm_and_resumes(play: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    common = ["--task", "charlm", "--text", str(play), "--seq-len", "16", "--batch", "4", "--quiet"]
+    model = ["--cell", "gru", "--layers", "2", "--hidden", "16", "--dropout", "0.1", "--eval-every", "2"]
+    assert main(["train", *common, *model, "--steps", "4", "--out", str(run)]) == 0
+    assert main(["train", "--resume", str(run), "--steps", "6", "--quiet"]) == 0
+    assert "val loss" in capsys.readouterr().out
+    evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
+    assert [r["step"] for r in evals] == [0, 2, 4, 6] and all("bpc" in r for r in evals)
+    assert load_run(run).step == 6
+
+
+def test_train_command_reports_a_bad_corpus(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("café ".encode("latin-1") * 2000)
+    assert main(["train", "--task", "charlm", "--text", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "--text must be UTF-8 text" in capsys.readouterr().err
