@@ -83,7 +83,7 @@ def render_summary(summary: dict[str, Any]) -> str:
         ("task", summary["task"]),
         ("cell", f"{summary['cell']} ({summary['active_backend']} backend, {summary['parameters']} parameters)"),
         ("steps", summary["steps"]),
-        (f"val {summary['metric']}", f"{format_value(summary['value'])} (memoryless baseline {format_value(summary['baseline'])})"),
+        (f"val {summary['metric']}", f"{format_value(summary['value'])} (baseline {format_value(summary['baseline'])})"),
         ("solved", f"yes, at step {summary['solved_at']}" if summary["solved"] else "no"),
         ("seconds", summary["seconds"]),
         ("run", summary["run_dir"]),

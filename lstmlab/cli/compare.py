@@ -1,0 +1,106 @@
+"""`lstmlab compare`: several cells on one task, same seed and budget: a table and learning curves."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lstmlab.cli._training import add_training_arguments, fail, progress, table, train_config
+
+COLUMNS = [
+    ("cell", "cell"),
+    ("parameters", "parameters"),
+    ("steps_to_solve", "steps to solve"),
+    ("value", "final metric"),
+    ("baseline", "baseline"),
+    ("solved", "solved"),
+    ("seconds", "seconds"),
+]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compare",
+        help="train several cells on a task and compare them",
+        description="Train each cell with the same seed, data and budget; print a table (cell, parameters, steps "
+        "to solve, final held-out metric against the memoryless baseline, solved, seconds), and write the "
+        "learning curves (curves.png) and the table (results.json) to the output directory.",
+    )
+    parser.add_argument("--cells", default="rnn,lstm,peephole,cifg,gru", help="comma-separated cell names")
+    add_training_arguments(parser)
+    parser.add_argument("--out", default=None, help="output directory (default: runs/compare-TASK)")
+    parser.set_defaults(run=run)
+
+
+def parse_cells(command: str, text: str) -> list[str]:
+    from lstmlab.models import cell_name
+
+    cells = [c.strip().lower() for c in text.split(",") if c.strip()]
+    if not cells:
+        raise ValueError(f"{command}: --cells must name at least one cell; got {text!r}")
+    for cell in cells:
+        try:
+            cell_name(cell)
+        except ValueError as error:
+            raise ValueError(f"{command}: --cells {str(error).split(': ', 1)[1]}") from None
+    return cells
+
+
+def run(args: argparse.Namespace) -> int:
+    from lstmlab.experiments.compare import Comparison
+
+    try:
+        cells = parse_cells("compare", args.cells)
+        config = train_config("compare", args, cells[0])
+        out = Path(args.out or Path("runs") / f"compare-{config.task}")
+        comparison = Comparison(config, cells, out)
+    except (ValueError, TypeError) as error:
+        return fail("compare", error)
+    result = run_comparison(comparison, args.quiet or args.json)
+    if result is None:
+        return 130
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(table(result["rows"], COLUMNS))
+        print(f"\ncurves: {result['curves']}\ntable:  {result['table']}")
+    return 0
+
+
+def run_comparison(comparison: Any, quiet: bool) -> dict[str, Any] | None:
+    """Run `comparison` with progress bars, write curves.png and results.json; None if interrupted."""
+    from lstmlab import plots
+    from lstmlab.train import Diverged
+
+    start = time.perf_counter()
+    current = None
+    try:
+        for _, trainer, _ in comparison.run(lambda t: progress(t, quiet, t.config.cell)):
+            current = trainer
+    except Diverged as error:
+        print(str(error), file=sys.stderr)
+    except KeyboardInterrupt:
+        if current is not None:
+            current.save()
+        print("interrupted", file=sys.stderr)
+        return None
+    if current is not None and current.interrupted:
+        print("interrupted", file=sys.stderr)
+        return None
+    out = comparison.out_dir
+    task = comparison.results[0].trainer.task
+    curves = plots.learning_curves(
+        {r.cell: r.curve for r in comparison.results},
+        out / "curves.png",
+        metric=task.metric,
+        baseline=task.baseline,
+        title=f"{task.name}: " + ", ".join(f"{k}={v}" for k, v in task.options().items()),
+    )
+    rows = comparison.rows()
+    path = out / "results.json"
+    path.write_text(json.dumps({"rows": rows, "curves": {r.cell: r.curve for r in comparison.results}}, indent=1) + "\n")
+    return {"rows": rows, "curves": str(curves), "table": str(path), "seconds": round(time.perf_counter() - start, 1)}

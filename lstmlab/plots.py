@@ -1,0 +1,61 @@
+"""Pictures (matplotlib, Agg backend: files only, no display)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def learning_curves(
+    curves: dict[str, list[tuple[int, float]]],
+    path: str | Path,
+    *,
+    metric: str,
+    baseline: float | None = None,
+    title: str = "",
+    log: bool = True,
+) -> Path:
+    """Held-out metric against step, one line per cell, the memoryless baseline dashed."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    for label, points in curves.items():
+        if points:
+            steps, values = zip(*points)
+            ax.plot(steps, values, label=label, linewidth=1.6)
+    if baseline is not None:
+        ax.axhline(baseline, color="grey", linestyle="--", linewidth=1, label="memoryless baseline")
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"held-out {metric}")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def gradient_flow(series: dict[str, tuple[list[int], list[float]]], path: str | Path, *, title: str = "") -> Path:
+    """Gradient norm reaching each step against the lag to the loss, log scale."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    for label, (lags, norms) in series.items():
+        style = "--" if "init" in label else "-"
+        ax.plot(lags, [max(n, 1e-30) for n in norms], style, label=label, linewidth=1.6)
+    ax.set_yscale("log")
+    ax.set_xlabel("lag T - 1 - t (steps between input x_t and the loss)")
+    ax.set_ylabel("mean ‖∂L/∂x_t‖")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
