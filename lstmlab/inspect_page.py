@@ -401,7 +401,12 @@ def build(
     vocab = task.vocabulary
     passage_source = "the given text"
     if text is None:
-        text = task.validation_text()
+        try:
+            text = task.validation_text()
+        except ValueError as error:
+            raise ValueError(
+                f"inspect: the run's corpus cannot be read ({error}); give a text to look at with --text FILE"
+            ) from None
         passage_source = "the validation text"
     analysed = text[: max(chars, analyse)]
     ids = vocab.encode(analysed, argument="--text")

@@ -309,6 +309,18 @@ def test_bad_prime_and_text_are_clear_errors(play: Path, tmp_path: Path, capsys:
     assert "--text must use only characters of the model's vocabulary" in capsys.readouterr().err
 
 
+def test_inspect_asks_for_text_when_the_corpus_is_gone(play: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    corpus = tmp_path / "gone.txt"
+    corpus.write_text(play.read_text(encoding="utf-8"), encoding="utf-8")
+    for _ in Trainer(tiny(corpus, steps=1), tmp_path / "run").run():
+        pass
+    corpus.unlink()
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "run")]) == 2
+    assert "give a text to look at with --text FILE" in capsys.readouterr().err
+    assert main(["sample", str(tmp_path / "run"), "--length", "3"]) == 0  # the vocabulary is in the checkpoint
+
+
 def test_trace_matches_the_model(play: Path) -> None:
     from lstmlab.activations import trace
 
