@@ -200,9 +200,9 @@ def test_auto_prefers_fused_for_cells_torch_lacks() -> None:
 
 def test_auto_order_follows_measurements(monkeypatch: pytest.MonkeyPatch) -> None:
     config = build("GRU-after", "auto").config
-    monkeypatch.setitem(backends.FUSED_OVER_NATIVE, "gru", {64: 2.0, 512: 0.5})
+    monkeypatch.setitem(backends.FUSED_OVER_NATIVE, "gru", {64: (2.0, 1.0), 512: (0.5, 0.5)})
     assert backends.auto_order(config)[0] == "native"  # H=6 is nearest 64
-    monkeypatch.setitem(backends.FUSED_OVER_NATIVE, "gru", {4: 0.5, 512: 2.0})
+    monkeypatch.setitem(backends.FUSED_OVER_NATIVE, "gru", {4: (0.5, 1.5), 512: (2.0, 2.0)})
     assert backends.auto_order(config)[0] == "fused"
 
 

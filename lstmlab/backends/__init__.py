@@ -34,14 +34,15 @@ def names() -> tuple[str, ...]:
     return ("auto", *_REGISTRY)
 
 
-# Time of fused over time of native, fwd+bwd, float32, T=100, batch 4*hidden/16
-# (the grid of `lstmlab bench`), by cell torch has and hidden size. Measured with
-# `lstmlab bench` on a 2-core Xeon (AVX-512), torch 2.13 CPU, 2 threads; the full
-# table is in benchmarks/RESULTS.md. Below 1: fused is faster.
-FUSED_OVER_NATIVE: dict[str, dict[int, float]] = {
-    "lstm": {64: 1.0, 128: 1.0, 256: 1.0, 512: 1.0},
-    "gru": {64: 1.0, 128: 1.0, 256: 1.0, 512: 1.0},
-    "rnn": {64: 1.0, 128: 1.0, 256: 1.0, 512: 1.0},
+# Time of fused over time of native, (training step, inference), float32, T=100,
+# input size = hidden size, batch 16/32/64/128 for hidden 64/128/256/512: the grid of
+# `lstmlab bench`, run pinned to 2 cores of an otherwise idle Intel Xeon (AVX-512),
+# 2 torch threads; table in benchmarks/RESULTS.md. Fused goes first where the
+# geometric mean of the two is below 1.
+FUSED_OVER_NATIVE: dict[str, dict[int, tuple[float, float]]] = {
+    "lstm": {64: (1.12, 1.29), 128: (0.94, 1.41), 256: (0.89, 1.44), 512: (0.85, 1.24)},
+    "gru": {64: (0.19, 0.34), 128: (0.40, 0.58), 256: (0.71, 1.14), 512: (0.86, 0.91)},
+    "rnn": {64: (0.25, 0.39), 128: (0.43, 0.65), 256: (0.72, 0.87), 512: (0.87, 0.87)},
 }
 
 
@@ -66,7 +67,8 @@ def auto_order(config: StackConfig) -> tuple[str, ...]:
         return ("fused", "native", "eager")
     table = FUSED_OVER_NATIVE[kind]
     nearest = min(table, key=lambda size: abs(math.log(size / config.hidden_size)))
-    return ("fused", "native", "eager") if table[nearest] < 1.0 else ("native", "fused", "eager")
+    train, infer = table[nearest]
+    return ("fused", "native", "eager") if train * infer < 1.0 else ("native", "fused", "eager")
 
 
 def get(name: str) -> Backend:
