@@ -320,6 +320,8 @@ class Trainer:
         if self.last_eval is None:
             record = {"kind": "eval", "step": self.step, "seconds": round(elapsed(), 3), **self.evaluate()}
             self.last_eval = record
+            if record["solved"]:
+                self.solved_at = self.step
             self._log(record)
             yield record
         if self.solved_at is not None and config.stop_when_solved:

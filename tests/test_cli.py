@@ -1,0 +1,78 @@
+"""`lstmlab train`, `compare` and `demo` end to end on tiny budgets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lstmlab.cli import main
+
+TINY = ["--seq-len", "8", "--hidden", "8", "--eval-every", "5", "--quiet"]
+
+
+def test_train_prints_a_summary_and_writes_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--task", "adding", "--cell", "LSTM", "--steps", "10", "--out", str(out), *TINY]) == 0
+    text = capsys.readouterr().out
+    for key in ("task", "cell", "steps", "val mse", "baseline", "solved", "seconds"):
+        assert key in text
+    assert {p.name for p in out.iterdir()} == {"checkpoint.pt", "config.json", "metrics.jsonl"}
+
+
+def test_train_json_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    argv = ["train", "--task", "temporal-order", "--seq-len", "20", "--hidden", "8", "--quiet", "--json"]
+    assert main([*argv, "--cell", "cifg", "--steps", "6", "--out", str(out)]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["steps"] == 6 and first["cell"] == "cifg" and first["metric"] == "loss" and first["solved"] is False
+    assert set(first) >= {"value", "baseline", "seconds", "active_backend", "parameters"}
+    assert main(["train", "--resume", str(out), "--steps", "9", "--json", "--quiet"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["steps"] == 9 and second["cell"] == "cifg"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--seq-len", "0"], "train: --seq-len must be a positive int; got 0"),
+        (["train", "--text", "x.txt"], "train: --text does not apply to task 'adding'"),
+        (["train", "--cell", "lsmt"], "models: cell must be one of"),
+        (["train", "--lr", "-1"], "train: lr must be positive; got -1.0"),
+        (["train", "--resume", "nowhere"], "train: run directory must hold checkpoint.pt"),
+        (["compare", "--cells", "rnn,nope"], "compare: --cells cell must be one of"),
+        (["demo", "--steps", "0"], "demo: --steps must be a positive int; got 0"),
+    ],
+)
+def test_errors_name_the_argument_the_rule_and_the_value(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_compare_prints_the_table_and_writes_curves_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cmp"
+    assert main(["compare", "--cells", "rnn,gru,nfg", "--steps", "10", "--out", str(out), *TINY]) == 0
+    text = capsys.readouterr().out
+    assert "steps to solve" in text and "final metric" in text
+    for cell in ("rnn", "gru", "nfg"):
+        assert f"\n{cell} " in text and (out / cell / "checkpoint.pt").exists()
+    results = json.loads((out / "results.json").read_text())
+    assert [r["cell"] for r in results["rows"]] == ["rnn", "gru", "nfg"]
+    assert (out / "curves.png").stat().st_size > 1000
+
+
+def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    argv = ["demo", "--cells", "rnn,lstm", "--seq-len", "10", "--steps", "10", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "rnn" in text and "lstm" in text and "gradient by lag" in text and "total time" in text
+    assert (out / "gradient_flow.png").stat().st_size > 1000 and (out / "curves.png").exists()
+    # a second demo replaces the first
+    assert main([*argv, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["gradient_flow"].endswith("gradient_flow.png") and len(result["rows"]) == 2
