@@ -143,13 +143,13 @@ def _first_supported(module: torch.nn.Module) -> str:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("case", CASES)
-def test_auto_picks_native_for_torch_cells_and_never_reference(case: str, dtype: torch.dtype) -> None:
+def test_auto_picks_the_first_backend_that_runs_and_never_reference(case: str, dtype: torch.dtype) -> None:
     module = build(case, dtype=dtype)
     chosen = module.active_backend
     assert chosen != "reference"
     assert chosen == _first_supported(module)
-    if case in TORCH_CASES:
-        assert chosen == "native"
+    if case in TORCH_CASES:  # torch's own kernels or the fused ones, whichever was measured faster
+        assert chosen in ("native", "fused")
     else:
         assert chosen != "native"
     module(make_input(T, B, INPUT_SIZE, dtype))
