@@ -38,11 +38,16 @@ def learning_curves(
 
 
 def gradient_flow(series: dict[str, tuple[list[int], list[float]]], path: str | Path, *, title: str = "") -> Path:
-    """Gradient norm reaching each step against the lag to the loss, log scale."""
+    """Gradient norm reaching each step against the lag to the loss, log scale.
+
+    Labels "CELL, at init" are drawn dashed, in the colour of the other "CELL, ..." line."""
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    colors: dict[str, str] = {}
     for label, (lags, norms) in series.items():
+        group = label.split(",")[0]  # "rnn, at init" and "rnn, trained" share a colour
+        colors.setdefault(group, f"C{len(colors)}")
         style = "--" if "init" in label else "-"
-        ax.plot(lags, [max(n, 1e-30) for n in norms], style, label=label, linewidth=1.6)
+        ax.plot(lags, [max(n, 1e-300) for n in norms], style, color=colors[group], label=label, linewidth=1.6)
     ax.set_yscale("log")
     ax.set_xlabel("lag T - 1 - t (steps between input x_t and the loss)")
     ax.set_ylabel("mean ‖∂L/∂x_t‖")

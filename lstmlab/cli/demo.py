@@ -128,27 +128,30 @@ def _gradient_picture(comparison: Any, config: Any, out: Path) -> Path | None:
     """Gradient norm against lag for the RNN and the LSTM, at initialisation and trained."""
     import torch
 
-    from lstmlab import plots
+    from lstmlab import plots, tasks
     from lstmlab.experiments.gradflow import gradient_by_lag
     from lstmlab.tasks.base import eval_rng
     from lstmlab.train import build_model
 
     series: dict[str, tuple[list[int], list[float]]] = {}
+    T = config.task_options["seq_len"]
     for result in comparison.results:
         if result.cell not in ("rnn", "lstm"):
             continue
         trainer = result.trainer
-        batch = trainer.task.make_batch(eval_rng(99), 256)
+        # twice the training length, to show the trend well past the lags seen in training
+        task = tasks.get("adding", seq_len=2 * T)
+        batch = task.make_batch(eval_rng(99), 256)
         torch.manual_seed(config.seed)
         fresh = build_model(trainer.config, trainer.task)
-        series[f"{result.cell}, at init"] = gradient_by_lag(fresh, trainer.task, batch)
-        series[f"{result.cell}, trained"] = gradient_by_lag(trainer.model, trainer.task, batch)
+        series[f"{result.cell}, at init"] = gradient_by_lag(fresh, task, batch)
+        series[f"{result.cell}, trained"] = gradient_by_lag(trainer.model, task, batch)
     if not series:
         return None
     return plots.gradient_flow(
         series,
         out / "gradient_flow.png",
-        title=f"loss at the last step, adding T={config.task_options['seq_len']}",
+        title=f"adding T={2 * T} (trained at T={T}), loss at the last step",
     )
 
 

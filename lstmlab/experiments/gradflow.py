@@ -9,6 +9,8 @@ tanh RNN it shrinks geometrically with the lag (the vanishing gradient, Hochreit
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor
 
@@ -19,19 +21,16 @@ from lstmlab.tasks.base import Batch, Task
 def gradient_by_lag(model: SequenceModel, task: Task, batch: Batch) -> tuple[list[int], list[float]]:
     """(lags, mean gradient norms) of the task's loss with respect to each step's input.
 
-    Needs float inputs (not token ids); the model's parameters are left untouched.
+    Needs float inputs (not token ids). Computed in float64 on a copy of the model,
+    so that gradients far below float32's range still show; the model is untouched.
     """
     if task.token_inputs:
         raise ValueError(f"gradflow: the task must have float inputs; got token inputs ({task.name})")
-    was_training = model.training
-    model.eval()
-    x: Tensor = batch.inputs.clone().requires_grad_(True)
-    try:
-        outputs, _ = model(x)
-        loss = task.loss(outputs, batch)
-        (grad,) = torch.autograd.grad(loss, x)
-    finally:
-        model.train(was_training)
+    probe = copy.deepcopy(model).double().eval()
+    x: Tensor = batch.inputs.double().requires_grad_(True)
+    outputs, _ = probe(x)
+    loss = task.loss(outputs, Batch(x, batch.targets.double(), batch.mask, batch.lengths, batch.continues, batch.extra))
+    (grad,) = torch.autograd.grad(loss, x)
     T = x.shape[0]
     norms = grad.norm(dim=-1).mean(dim=1)  # (T,)
     lags = list(range(T - 1, -1, -1))
