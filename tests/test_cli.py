@@ -76,3 +76,26 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main([*argv, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["gradient_flow"].endswith("gradient_flow.png") and len(result["rows"]) == 2
+
+
+def test_ctrl_c_saves_and_exits_130_and_nan_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lstmlab.tasks.adding import Adding
+
+    real_batch = Adding.train_batch
+
+    def interrupted(self: Adding, step: int, seed: int) -> object:
+        if step == 3:
+            raise KeyboardInterrupt
+        return real_batch(self, step, seed)
+
+    monkeypatch.setattr(Adding, "train_batch", interrupted)
+    out = tmp_path / "run"
+    assert main(["train", "--steps", "10", "--out", str(out), *TINY]) == 130
+    assert f"checkpoint at step 3 in {out}; continue with: lstmlab train --resume {out}" in capsys.readouterr().err
+    monkeypatch.undo()
+
+    monkeypatch.setattr(Adding, "loss", lambda self, outputs, batch: outputs.sum() * float("nan"))
+    assert main(["train", "--resume", str(out), "--quiet"]) == 1
+    assert "train: loss became nan at step 4" in capsys.readouterr().err
