@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lstmlab import _checks
-from lstmlab.tasks.base import Batch, SupervisedTask, Task, as_long, eval_rng, train_rng
+from lstmlab.tasks.base import Batch, Predict, SupervisedTask, Task, as_long, eval_rng, train_rng
 
 SYMBOLS = "BTPSXVE"
 _ID = {s: k for k, s in enumerate(SYMBOLS)}
@@ -231,7 +231,7 @@ class ContinualReber(Task):
     def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
         return F.cross_entropy(outputs.reshape(-1, self.output_size), batch.targets.reshape(-1))
 
-    def evaluate(self, predict) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    def evaluate(self, predict: Predict) -> dict[str, float]:
         batch = self.eval_batch()
         outputs, _ = predict(batch.inputs)
         correct = _step_correct(outputs, batch.extra["legal"])
