@@ -156,13 +156,15 @@ def _gradient_picture(comparison: Any, config: Any, out: Path) -> Path | None:
 
 
 def _verdict(rows: list[dict[str, Any]]) -> str:
+    """One line: which gated cells solved the task, and where the plain RNN ended."""
     gated = [r for r in rows if r["cell"] not in ("rnn", "rnn-relu")]
-    plain = [r for r in rows if r["cell"] in ("rnn", "rnn-relu")]
     solved = [r["cell"] for r in gated if r["solved"]]
     parts = []
     if gated:
-        parts.append(f"gated cells solved: {', '.join(solved) or 'none'} of {', '.join(r['cell'] for r in gated)}")
-    for r in plain:
-        ratio = r["value"] / r["baseline"] if r["value"] is not None and r["baseline"] else float("nan")
-        parts.append(f"{r['cell']}: {'solved' if r['solved'] else 'not solved'}, at {ratio:.0%} of the baseline's error")
+        parts.append(f"gated cells solved: {len(solved)} of {len(gated)}" + (f" ({', '.join(solved)})" if solved else ""))
+    for r in rows:
+        if r["cell"] in ("rnn", "rnn-relu"):
+            ratio = r["value"] / r["baseline"] if r["value"] is not None and r["baseline"] else float("nan")
+            state = "solved" if r["solved"] else "not solved"
+            parts.append(f"{r['cell']}: {state}, held-out {r['metric']} at {ratio:.0%} of the memoryless baseline")
     return "; ".join(parts)
