@@ -121,15 +121,11 @@ class Adding1997(SupervisedTask):
             lengths=torch.from_numpy(lengths.astype(np.int64)),
         )
 
-    def _last(self, outputs: Tensor, batch: Batch) -> Tensor:
-        assert batch.lengths is not None
-        return outputs[batch.lengths - 1, torch.arange(outputs.shape[1])]
-
     def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
-        return torch.mean((self._last(outputs, batch) - batch.targets) ** 2)
+        return torch.mean((batch.last(outputs) - batch.targets) ** 2)
 
     def metrics(self, outputs: Tensor, batch: Batch) -> dict[str, float]:
-        error = (self._last(outputs, batch) - batch.targets).abs()
+        error = (batch.last(outputs) - batch.targets).abs()
         mse = float(torch.mean(error**2))
         return {"loss": mse, "mse": mse, "accuracy": float((error < self.tolerance).float().mean())}
 

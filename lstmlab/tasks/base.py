@@ -109,6 +109,12 @@ class Batch:
     def size(self) -> int:
         return int(self.inputs.shape[1])
 
+    def last(self, outputs: Tensor) -> Tensor:
+        """Each sequence's output at its last real step: (B, ...) from (T, B, ...)."""
+        if self.lengths is None:
+            return outputs[-1]
+        return outputs[self.lengths - 1, torch.arange(outputs.shape[1])]
+
 
 class Task(ABC):
     """A long-time-lag (or any sequence) task; see the module docstring for the contract."""

@@ -77,15 +77,11 @@ class TemporalOrder(SupervisedTask):
             lengths=torch.from_numpy(lengths.astype(np.int64)),
         )
 
-    def _last(self, outputs: Tensor, batch: Batch) -> Tensor:
-        assert batch.lengths is not None
-        return outputs[batch.lengths - 1, torch.arange(outputs.shape[1])]
-
     def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
-        return F.cross_entropy(self._last(outputs, batch), batch.targets)
+        return F.cross_entropy(batch.last(outputs), batch.targets)
 
     def metrics(self, outputs: Tensor, batch: Batch) -> dict[str, float]:
-        logits = self._last(outputs, batch)
+        logits = batch.last(outputs)
         p = logits.softmax(-1)
         error = (p - F.one_hot(batch.targets, self.output_size)).abs().amax(-1)
         return {
