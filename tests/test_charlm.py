@@ -113,7 +113,13 @@ def test_task_batches_are_time_major_and_say_when_they_continue(play: Path) -> N
     for before, after in zip(batches, batches[1 : len(train)]):
         # the next chunk of stream b follows the last character of this one
         assert torch.equal(after.inputs[0], before.targets[-1])
-    assert torch.equal(batches[len(train)].inputs, batches[0].inputs)
+    # the next pass starts the streams elsewhere; the same (step, seed) gives the same batch
+    assert not torch.equal(batches[len(train)].inputs, batches[0].inputs)
+    assert torch.equal(task.train_batch(len(train) + 1, seed=0).inputs, batches[len(train) + 1].inputs)
+    assert not torch.equal(task.train_batch(len(train), seed=1).inputs, batches[len(train)].inputs)
+    text = task.vocabulary.decode(train.inputs.reshape(-1)) + task.vocabulary.decode(train.targets[-1, -1:])
+    row = task.vocabulary.decode(batches[len(train)].inputs[:, 0]) + task.vocabulary.decode(batches[len(train) + 1].inputs[:, 0])
+    assert row in text + text  # a row of a later pass is still a contiguous run of the (rotated) text
 
 
 def test_carried_state_equals_one_long_pass(play: Path) -> None:

@@ -5,8 +5,10 @@ with CPython (`lstmlab.corpus.default_text`). Its first 90% trains, the last 10%
 validates. Training batches are contiguous chunks of B parallel streams
 (`lstmlab.corpus.Streams`): batch k+1 continues batch k, so the trainer carries the
 detached state across them (truncated BPTT) and restarts it with each pass over the
-text. The order of the batches is fixed; the run's seed changes the initial weights
-and the dropout masks.
+text. Each pass first rotates the training text by an offset drawn from (seed, pass),
+so that the streams start at new places and the chunk boundaries move: the passes
+differ, while every row stays contiguous (but for one seam, where the rotation joins
+the end of the text to its start). A batch is a pure function of (step, seed).
 
 Inputs are character ids (T, B) that the model one-hot encodes; outputs are logits
 (T, B, V) over the V characters of the vocabulary; the loss is the cross-entropy in
@@ -24,7 +26,9 @@ from torch import Tensor
 
 from lstmlab import _checks
 from lstmlab.corpus import Streams, Vocabulary, check_length, default_text, read_text, split, split_point
-from lstmlab.tasks.base import Batch, Predict, Task
+from lstmlab.tasks.base import Batch, Predict, Task, train_rng
+
+_ROTATION = 0xC4A1  # salt of the per-pass rotation's random stream
 
 
 class CharLM(Task):
@@ -98,10 +102,23 @@ class CharLM(Task):
 
     # -- the Task interface --------------------------------------------------------
 
+    def pass_streams(self, epoch: int, seed: int) -> Streams:
+        """The training streams of pass `epoch` (0-based) of a run seeded `seed`: the training
+        text rotated by an offset drawn from (seed, epoch), cut as `streams()` cuts it."""
+        key = (epoch, seed)
+        cached = getattr(self, "_pass", None)
+        if cached is None or cached[0] != key:
+            train, _ = self.streams()
+            ids = torch.cat([train.inputs.reshape(-1), train.targets.reshape(-1)[-1:]])
+            offset = int(train_rng(seed, epoch, _ROTATION).integers(len(ids)))
+            rotated = torch.cat([ids[offset:], ids[:offset]])
+            cached = self._pass = (key, Streams(rotated, train.batch_size, self.seq_len, drop_last=True))
+        return cached[1]
+
     def train_batch(self, step: int, seed: int) -> Batch:
-        train, _ = self.streams()
-        k = step % len(train)
-        inputs, targets = train.batch(k)
+        n = len(self.streams()[0])
+        k = step % n
+        inputs, targets = self.pass_streams(step // n, seed).batch(k)
         return Batch(inputs=inputs.T.contiguous(), targets=targets.T.contiguous(), continues=k != 0)
 
     def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
