@@ -94,15 +94,15 @@ def train(args: argparse.Namespace) -> dict:
 
 
 def report(run_dirs: list[str], plot: str | None) -> None:
-    results = [json.loads((Path(d) / "result.json").read_text()) for d in run_dirs]
-    print(
-        "| cell | backend | parameters | steps | characters seen | minutes | final validation loss (nats) | bits per character |"
-    )
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    results = [{**json.loads((Path(d) / "result.json").read_text()), "run": Path(d).name} for d in run_dirs]
+    columns = "run | cell | backend | parameters | steps | characters seen | minutes | final validation loss | best | bits/char"
+    print(f"| {columns} |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
-            f"| {r['cell']} | {r['active_backend']} | {r['parameters']:,} | {r['steps']:,} | {r['characters_seen']:,} "
-            f"| {r['minutes']:.1f} | {r['final_loss']:.3f} | {r['final_bpc']:.3f} |"
+            f"| {r['run']} | {r['cell']} | {r['active_backend']} | {r['parameters']:,} | {r['steps']:,} "
+            f"| {r['characters_seen']:,} | {r['minutes']:.1f} | {r['final_loss']:.3f} | {r['best_loss']:.3f} "
+            f"| {r['final_bpc']:.3f} |"
         )
     if plot:
         import matplotlib
@@ -112,14 +112,14 @@ def report(run_dirs: list[str], plot: str | None) -> None:
 
         fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
         for r in results:
-            ax.plot(r["curve_minutes"][1:], r["curve_loss"][1:], label=f"{r['cell']} ({r['final_loss']:.3f})")
+            ax.plot(r["curve_minutes"][1:], r["curve_loss"][1:], label=f"{r['run']} ({r['final_loss']:.3f})")
         ax.axhline(TARGET, color="grey", linestyle="--", linewidth=1, label=f"target {TARGET}")
         ax.set_xlabel("minutes of training (wall clock, evaluations included)")
         ax.set_ylabel("validation loss (nats per character)")
         ax.set_title("tiny-shakespeare, 2 x 256, batch 64, sequence 100")
         ax.set_ylim(1.3, 2.6)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(loc="upper right")
         fig.tight_layout()
         Path(plot).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(plot)
