@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +20,8 @@ from lstmlab import _checks, backends
 from lstmlab.backends import StackConfig
 from lstmlab.cells import CellSpec, GRUSpec, LayerWeights, LSTMSpec, RNNSpec, num_gates
 from lstmlab.cells.lstm import spec_from_flags
+
+_Spec = TypeVar("_Spec", bound=CellSpec)
 
 State = Tensor | tuple[Tensor, ...]
 
@@ -261,13 +264,24 @@ def _suffixes(num_layers: int, bidirectional: bool) -> list[str]:
     return [f"_l{layer}{direction}" for layer in range(num_layers) for direction in directions]
 
 
+def _spec_for(owner: str, make: Callable[[], _Spec]) -> _Spec:
+    """`make()`, with an error of the cell spec ("GRU: reset must ...") named for `owner` ("GRUCell: ...")."""
+    try:
+        return make()
+    except (TypeError, ValueError) as error:
+        family, _, rest = str(error).partition(": ")
+        if not rest or owner == family or not owner.startswith(family):
+            raise
+        raise type(error)(f"{owner}: {rest}") from None
+
+
 def _lstm_spec(owner: str, variant: str | None, flags: dict[str, Any]) -> LSTMSpec:
     """The cell the flags and variant give; a flag left None is not given (torch's LSTM, or the variant's)."""
     given = {name: value for name, value in flags.items() if value is not None}
     for name in ("peephole", "coupled", "input_gate", "forget_gate", "output_gate", "gate_recurrence"):
         if name in given:
             _checks.boolean(owner, name, given[name])
-    return spec_from_flags(variant, **given)
+    return _spec_for(owner, lambda: spec_from_flags(variant, **given))
 
 
 def _apply_forget_bias(module: _Recurrent, forget_bias: float) -> None:
@@ -646,7 +660,8 @@ class GRUCell(_FromTorch, _Cell):
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        super().__init__(GRUSpec(reset=reset), input_size, hidden_size, bias, backend, device, dtype)
+        spec = _spec_for("GRUCell", lambda: GRUSpec(reset=reset))
+        super().__init__(spec, input_size, hidden_size, bias, backend, device, dtype)
         self.reset = reset
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
@@ -679,7 +694,8 @@ class RNNCell(_FromTorch, _Cell):
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        super().__init__(RNNSpec(nonlinearity=nonlinearity), input_size, hidden_size, bias, backend, device, dtype)
+        spec = _spec_for("RNNCell", lambda: RNNSpec(nonlinearity=nonlinearity))
+        super().__init__(spec, input_size, hidden_size, bias, backend, device, dtype)
         self.nonlinearity = nonlinearity
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:

@@ -97,10 +97,11 @@ def test_proj_size_must_be_non_negative() -> None:
 @pytest.mark.parametrize("cls", [lstmlab.LSTM, lstmlab.LSTMCell])
 def test_unknown_variant(cls: type) -> None:
     with raises(
-        ValueError, "LSTM: variant must be one of vanilla, peephole, NP, NIG, NFG, NOG, NIAF, NOAF, CIFG, FGR; got 'GRU'"
+        ValueError,
+        f"{cls.__name__}: variant must be one of vanilla, peephole, NP, NIG, NFG, NOG, NIAF, NOAF, CIFG, FGR; got 'GRU'",
     ):
         cls(2, 3, variant="GRU")
-    with raises(TypeError, "LSTM: variant must be a str or None; got int"):
+    with raises(TypeError, f"{cls.__name__}: variant must be a str or None; got int"):
         cls(2, 3, variant=1)
 
 
@@ -112,13 +113,13 @@ def test_unknown_activation(argument: str) -> None:
 
 @pytest.mark.parametrize("cls", [lstmlab.RNN, lstmlab.RNNCell])
 def test_unknown_nonlinearity(cls: type) -> None:
-    with raises(ValueError, "RNN: nonlinearity must be one of tanh, relu; got 'sigmoid'"):
+    with raises(ValueError, f"{cls.__name__}: nonlinearity must be one of tanh, relu; got 'sigmoid'"):
         cls(2, 3, nonlinearity="sigmoid")
 
 
 @pytest.mark.parametrize("cls", [lstmlab.GRU, lstmlab.GRUCell])
 def test_unknown_reset(cls: type) -> None:
-    with raises(ValueError, "GRU: reset must be one of after, before; got 'never'"):
+    with raises(ValueError, f"{cls.__name__}: reset must be one of after, before; got 'never'"):
         cls(2, 3, reset="never")
 
 
