@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from lstmlab.sampling import generate, model_step
+from lstmlab.tasks.charlm import CharLM
 from lstmlab.train import TrainConfig, Trainer
 
 TARGET = 1.52  # nats per character on the validation text within 15 minutes
@@ -45,6 +46,7 @@ def train(args: argparse.Namespace) -> dict:
         hidden=args.hidden,
         layers=args.layers,
         dropout=args.dropout,
+        forget_bias=CharLM.forget_bias if args.forget_bias is None else args.forget_bias,
         lr=args.lr,
         clip=args.clip,
         steps=10**9,
@@ -137,6 +139,7 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=100)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--dropout", type=float, default=0.0)
+    parser.add_argument("--forget-bias", type=float, default=None, help="initial forget-gate bias (default: the task's, 0)")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--clip", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)

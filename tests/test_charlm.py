@@ -360,3 +360,19 @@ def test_train_command_reports_a_bad_corpus(tmp_path: Path, capsys: pytest.Captu
     path.write_bytes("café ".encode("latin-1") * 2000)
     assert main(["train", "--task", "charlm", "--text", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     assert "--text must be UTF-8 text" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("task", "flags", "expected"),
+    [("charlm", [], 0.0), ("charlm", ["--forget-bias", "2"], 2.0), ("adding", [], 1.0)],
+)
+def test_train_starts_the_forget_gate_at_the_tasks_bias_unless_told(
+    play: Path, tmp_path: Path, task: str, flags: list[str], expected: float
+) -> None:
+    text = ["--text", str(play)] if task == "charlm" else []
+    command = ["train", "--task", task, *text, "--hidden", "8", "--batch", "4", "--seq-len", "10", "--steps", "1"]
+    assert main([*command, "--quiet", "--out", str(tmp_path / "run"), *flags]) == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["forget_bias"] == expected
+    bias = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["model"]["recurrent.bias_ih_l0"]
+    assert abs(float(bias[8:16].mean()) - expected) < 0.4  # the forget block, around its offset

@@ -24,7 +24,10 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, steps: int = 5000
     parser.add_argument("--layers", type=int, default=1, help="recurrent layers (default: 1)")
     parser.add_argument("--dropout", type=float, default=0.0, help="dropout between layers and before the readout (default: 0)")
     parser.add_argument(
-        "--forget-bias", type=float, default=1.0, help="added to the forget gate's initial bias, LSTMs with one (default: 1)"
+        "--forget-bias",
+        type=float,
+        default=None,
+        help="added to the forget gate's initial bias, LSTMs with one (default: the task's; 1, charlm 0)",
     )
     parser.add_argument("--backend", default="auto", help="backend of the recurrent module (default: auto)")
     parser.add_argument("--optimizer", default="adam", choices=("adam", "adamw"), help="(default: adam)")
@@ -60,6 +63,7 @@ def task_options(command: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def train_config(command: str, args: argparse.Namespace, cell: str) -> Any:
     """The TrainConfig of the flags, checked."""
+    from lstmlab import tasks
     from lstmlab.train import TrainConfig
 
     for name in ("seq_len", "batch", "hidden", "layers", "steps", "eval_every", "log_every"):
@@ -75,7 +79,7 @@ def train_config(command: str, args: argparse.Namespace, cell: str) -> Any:
         hidden=args.hidden,
         layers=args.layers,
         dropout=args.dropout,
-        forget_bias=args.forget_bias,
+        forget_bias=args.forget_bias if args.forget_bias is not None else tasks.task_class(args.task).forget_bias,
         backend=args.backend,
         optimizer=args.optimizer,
         lr=args.lr,

@@ -126,6 +126,9 @@ class Task(ABC):
     metric: str = "loss"
     higher_is_better: bool = False
     baseline: float | None = None
+    forget_bias: float = 1.0
+    """The forget-gate bias `lstmlab train` starts LSTMs at for this task unless told
+    (1: a forget gate that starts mostly open carries the gradient across long lags)."""
 
     @abstractmethod
     def train_batch(self, step: int, seed: int) -> Batch:
