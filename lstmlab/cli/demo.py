@@ -28,7 +28,7 @@ DEFAULTS = {"seq_len": 50, "hidden": 64, "batch": 64, "lr": 1e-2, "steps": 1500,
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="show that gates remember what a plain RNN forgets (about 2 minutes on a CPU)",
+        help="show that gates remember what a plain RNN forgets (about a minute on a 2-core CPU)",
         description="Train the tanh RNN and the LSTM family on the adding problem (Arjovsky et al. 2016) with the "
         "same seed, data and budget; print the table (the gated cells solve it, the RNN stays at the memoryless "
         "baseline); draw the learning curves and the gradient norm reaching each step from the loss at the end, "
