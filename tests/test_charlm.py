@@ -376,3 +376,51 @@ def test_train_starts_the_forget_gate_at_the_tasks_bias_unless_told(
     assert config["forget_bias"] == expected
     bias = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["model"]["recurrent.bias_ih_l0"]
     assert abs(float(bias[8:16].mean()) - expected) < 0.4  # the forget block, around its offset
+
+
+def test_shakespeare_benchmark_trains_to_a_budget_and_reports(play: Path, tmp_path: Path) -> None:
+    """benchmarks/charlm_shakespeare.py on a tiny model and budget: it stops after the
+    budget, writes result.json with the curve and a sample, and --report tabulates it."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "charlm_shakespeare.py"
+    run = tmp_path / "bench-run"
+    small = ["--hidden", "8", "--layers", "1", "--seq-len", "8", "--batch", "4", "--eval-every", "4"]
+    trained = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            str(play),
+            "--cell",
+            "gru",
+            "--minutes",
+            "0.005",
+            "--out",
+            str(run),
+            "--sample-length",
+            "25",
+            *small,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert trained.returncode == 0, trained.stderr
+    result = json.loads((run / "result.json").read_text())
+    assert result["cell"] == "gru" and result["steps"] >= 1
+    assert result["minutes"] < 0.5  # stopped by the budget, not the trainer's step limit
+    assert len(result["curve_minutes"]) == len(result["curve_loss"]) >= 2
+    assert result["curve_minutes"] == sorted(result["curve_minutes"])
+    assert result["curve_loss"][-1] == pytest.approx(result["final_loss"], abs=1e-5)
+    assert result["best_loss"] <= result["final_loss"]
+    assert len(result["sample"]) == 25 and set(result["sample"]) <= set(PLAY * 12)
+
+    plot = tmp_path / "curves.png"
+    reported = subprocess.run(
+        [sys.executable, str(script), "--report", str(run), "--plot", str(plot)], capture_output=True, text=True, timeout=120
+    )
+    assert reported.returncode == 0, reported.stderr
+    row = reported.stdout.splitlines()[2]
+    assert row.startswith("| bench-run | gru |") and f"{result['final_loss']:.3f}" in row
+    assert plot.stat().st_size > 1000
