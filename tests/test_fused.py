@@ -99,6 +99,23 @@ def test_fused_float32_matches_eager(case: str) -> None:
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("case", ["LSTM-vanilla", "GRU-after", "GRU-before", "RNN-tanh"])
+def test_products_large_enough_to_thread_match_eager(case: str) -> None:
+    """Small per-step products run serially in BLAS, large ones threaded: at B=64, H=128
+    every per-step product is past the threshold, so this covers the other path."""
+    family, flags = CASES[case]
+    modules = {}
+    for backend in ("fused", "eager"):
+        torch.manual_seed(0)
+        modules[backend] = getattr(lstmlab, family)(8, 128, backend=backend, dtype=torch.float64, **flags)
+    torch.manual_seed(2)
+    x = torch.randn(3, 64, 8, dtype=torch.float64)
+    state = tuple(torch.randn(1, 64, size, dtype=torch.float64) for size in modules["fused"].config.state_sizes)
+    got, want = (run(modules[b], x, state, None) for b in ("fused", "eager"))
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("padded", [False, True], ids=["full", "padded"])
 @pytest.mark.parametrize("case", ["LSTM-vanilla", "LSTM-CIFG", "LSTM-NOAF", "GRU-after", "GRU-before", "RNN-tanh"])
 def test_gradcheck(case: str, padded: bool) -> None:
