@@ -36,13 +36,13 @@ def names() -> tuple[str, ...]:
 
 # Time of fused over time of native, (training step, inference), float32, T=100,
 # input size = hidden size, batch 16/32/64/128 for hidden 64/128/256/512: the grid of
-# `lstmlab bench`, run pinned to 2 cores of an otherwise idle Intel Xeon (AVX-512),
-# 2 torch threads; table in benchmarks/RESULTS.md. Fused goes first where the
-# geometric mean of the two is below 1.
+# `lstmlab bench`, run on a quiet 2-core Intel Xeon (AVX-512), torch 2.13.0, 2 torch
+# threads; table in benchmarks/RESULTS.md. Fused goes first where the geometric mean
+# of the two is below 1.
 FUSED_OVER_NATIVE: dict[str, dict[int, tuple[float, float]]] = {
-    "lstm": {64: (1.12, 1.29), 128: (0.94, 1.41), 256: (0.89, 1.44), 512: (0.85, 1.24)},
-    "gru": {64: (0.19, 0.34), 128: (0.40, 0.58), 256: (0.71, 1.14), 512: (0.86, 0.91)},
-    "rnn": {64: (0.25, 0.39), 128: (0.43, 0.65), 256: (0.72, 0.87), 512: (0.87, 0.87)},
+    "lstm": {64: (0.98, 1.34), 128: (1.20, 1.47), 256: (0.94, 1.46), 512: (0.93, 1.38)},
+    "gru": {64: (0.24, 0.38), 128: (0.47, 0.63), 256: (0.76, 0.74), 512: (0.97, 0.97)},
+    "rnn": {64: (0.37, 0.45), 128: (0.51, 0.65), 256: (0.74, 0.82), 512: (0.84, 0.96)},
 }
 
 
