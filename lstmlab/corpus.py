@@ -101,7 +101,7 @@ class Vocabulary:
             shown = ", ".join(repr(char) for char in missing[:10]) + (", ..." if len(missing) > 10 else "")
             raise ValueError(
                 f"charlm: {argument} must use only characters of the model's vocabulary ({len(self)} characters); "
-                f"got {len(missing)} others: {shown}"
+                f"got {len(missing)} other{'s' if len(missing) > 1 else ''}: {shown}"
             )
         index = self._index
         return torch.tensor([index[char] for char in text], dtype=torch.int64)

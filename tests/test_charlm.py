@@ -66,8 +66,10 @@ def test_vocabulary_round_trip(text: str) -> None:
 
 def test_vocabulary_names_unknown_characters() -> None:
     vocab = Vocabulary.from_text("abc")
-    with pytest.raises(ValueError, match=r"prime must use only characters.*'x', 'é'"):
+    with pytest.raises(ValueError, match=r"prime must use only characters.*got 2 others: 'x', 'é'$"):
         vocab.encode("axbé", argument="prime")
+    with pytest.raises(ValueError, match=r"got 1 other: 'x'$"):
+        vocab.encode("axxa", argument="prime")
 
 
 def test_default_corpus_comes_with_python() -> None:
