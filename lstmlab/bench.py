@@ -1,6 +1,7 @@
 """Speed and memory of the backends against torch's own modules.
 
-For each cell (rnn, lstm, peephole, cifg, gru) and grid point (T, B, H; input size H),
+For each cell (by default rnn, lstm, peephole, cifg, gru; any name of
+`lstmlab.models.CELLS`) and grid point (T, B, H; input size H),
 the median time of a training step (forward + backward of y.sum()) and of inference
 (no_grad forward), for the fused, native (where torch has the cell) and eager
 backends, with torch's nn.LSTM at the same size as the yardstick. Repeats are
@@ -24,9 +25,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-import lstmlab
+from lstmlab import models
 
-CELLS = ("rnn", "lstm", "peephole", "cifg", "gru")
+CELLS = ("rnn", "lstm", "peephole", "cifg", "gru")  # the default selection
+TORCH_CELLS = ("rnn", "rnn-relu", "lstm", "gru")  # cells torch has, so "native" runs them
 GRID = ((100, 16, 64), (100, 32, 128), (100, 64, 256), (100, 128, 512))
 QUICK_GRID = ((50, 16, 64), (50, 64, 256))
 MEMORY_SIZE = (1000, 32, 256)
@@ -57,17 +59,12 @@ def make_module(cell: str, size: int, backend: str) -> torch.nn.Module:
     """The module for `cell` with input and hidden size `size` run by `backend`."""
     if backend == YARDSTICK:
         return torch.nn.LSTM(size, size)
-    if cell == "rnn":
-        return lstmlab.RNN(size, size, backend=backend)
-    if cell == "gru":
-        return lstmlab.GRU(size, size, backend=backend)
-    variant = {"lstm": "NP", "peephole": "peephole", "cifg": "CIFG"}[cell]
-    return lstmlab.LSTM(size, size, variant=variant, backend=backend)
+    return models.build_recurrent(cell, size, size, backend=backend)
 
 
 def backends_for(cell: str) -> tuple[str, ...]:
     """Backends compared for `cell`: native only where torch has the cell."""
-    return ("fused", "native", "eager") if cell in ("rnn", "lstm", "gru") else ("fused", "eager")
+    return ("fused", "native", "eager") if cell in TORCH_CELLS else ("fused", "eager")
 
 
 def _steps(module: torch.nn.Module, x: torch.Tensor) -> tuple[Callable[[], None], Callable[[], None]]:

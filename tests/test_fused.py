@@ -19,6 +19,8 @@ LENGTHS = torch.tensor([5, 2, 4])
 CASES = {
     **{f"LSTM-{v}": ("LSTM", {"variant": v}) for v in ("NP", "vanilla", "NIG", "NFG", "NOG", "NIAF", "NOAF", "CIFG")},
     "LSTM-CIFG-noaf": ("LSTM", {"coupled": True, "output_activation": "identity"}),
+    "LSTM-FGR": ("LSTM", {"variant": "FGR"}),
+    "LSTM-FGR-CIFG-NOG": ("LSTM", {"gate_recurrence": True, "coupled": True, "output_gate": False}),
     "GRU-after": ("GRU", {"reset": "after"}),
     "GRU-before": ("GRU", {"reset": "before"}),
     "RNN-tanh": ("RNN", {"nonlinearity": "tanh"}),
@@ -38,7 +40,7 @@ def build(case: str, backend: str, dtype: torch.dtype = torch.float64, **kwargs:
     module = getattr(lstmlab, family)(I, H, backend=backend, dtype=dtype, **flags, **kwargs)
     with torch.no_grad():
         for name, p in module.named_parameters():  # peepholes start at zero; make them count
-            p.uniform_(-0.6, 0.6) if "weight_ch" in name else None
+            p.uniform_(-0.6, 0.6) if "weight_ch" in name or "weight_gh" in name else None
     return module
 
 
@@ -88,7 +90,7 @@ def test_fused_equals_reference_and_eager(case: str, bidirectional: bool, padded
         assert not torch.allclose(full[0], got[0])
 
 
-@pytest.mark.parametrize("case", ["LSTM-NP", "LSTM-vanilla", "LSTM-CIFG", "GRU-after", "GRU-before", "RNN-tanh"])
+@pytest.mark.parametrize("case", ["LSTM-NP", "LSTM-vanilla", "LSTM-CIFG", "LSTM-FGR", "GRU-after", "GRU-before", "RNN-tanh"])
 def test_fused_float32_matches_eager(case: str) -> None:
     fused = build(case, "fused", dtype=torch.float32, batch_first=True)
     eager = build(case, "eager", dtype=torch.float32, batch_first=True)
@@ -99,7 +101,7 @@ def test_fused_float32_matches_eager(case: str) -> None:
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("case", ["LSTM-vanilla", "GRU-after", "GRU-before", "RNN-tanh"])
+@pytest.mark.parametrize("case", ["LSTM-vanilla", "LSTM-FGR", "GRU-after", "GRU-before", "RNN-tanh"])
 def test_products_large_enough_to_thread_match_eager(case: str) -> None:
     """Small per-step products run serially in BLAS, large ones threaded: at B=64, H=128
     every per-step product is past the threshold, so this covers the other path."""
@@ -117,7 +119,7 @@ def test_products_large_enough_to_thread_match_eager(case: str) -> None:
 
 
 @pytest.mark.parametrize("padded", [False, True], ids=["full", "padded"])
-@pytest.mark.parametrize("case", ["LSTM-vanilla", "LSTM-CIFG", "LSTM-NOAF", "GRU-after", "GRU-before", "RNN-tanh"])
+@pytest.mark.parametrize("case", ["LSTM-vanilla", "LSTM-CIFG", "LSTM-NOAF", "LSTM-FGR", "GRU-after", "GRU-before", "RNN-tanh"])
 def test_gradcheck(case: str, padded: bool) -> None:
     family, flags = CASES[case]
     spec = build(case, "fused").config.spec
@@ -128,10 +130,13 @@ def test_gradcheck(case: str, padded: bool) -> None:
     n_peep = len(getattr(spec, "peephole_gates", ()))
     tensors = [t(4, 2, 3), t(2, 3), t(2, 3) if family == "LSTM" else None, t(G * 3, 3), t(G * 3, 3), t(G * 3), t(G * 3)]
     tensors.append(t(n_peep * 3) if n_peep else None)
+    n_rec = len(getattr(spec, "recurrent_gates", ()))  # FGR: a0 and w_gh
+    tensors += [t(2, n_rec * 3), t(n_rec * 3, n_rec * 3)] if n_rec else [None, None]
     lengths = torch.tensor([4, 2]) if padded else None
 
     def f(*args: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(ops.fused_layer(*args, lengths, cell, cell_flags, True)[: 3 if family == "LSTM" else 2])
+        out = ops.fused_layer(*args, lengths, cell, cell_flags, True)
+        return (*out[: 3 if family == "LSTM" else 2], *(out[7:8] if n_rec else ()))  # y, h_n[, c_n][, a_n]
 
     args = [a for a in tensors if a is not None]
     positions = [k for k, a in enumerate(tensors) if a is not None]
@@ -151,7 +156,7 @@ def test_inference_saves_nothing() -> None:
     with torch.no_grad():
         y_nograd, _ = fused(x, state)
     out = ops.fused_layer(x, state[0][0], state[1][0], *(getattr(fused, n) for n in ("weight_ih_l0", "weight_hh_l0")),
-                          fused.bias_ih_l0.detach(), fused.bias_hh_l0.detach(), fused.weight_ch_l0.detach(), None,
+                          fused.bias_ih_l0.detach(), fused.bias_hh_l0.detach(), fused.weight_ch_l0.detach(), None, None, None,
                           *ops.encode(fused.config.spec), False)  # fmt: skip
     assert all(t.numel() == 0 for t in out[3:])
     y, _ = fused(x, state)
@@ -196,22 +201,22 @@ def test_fake_kernels_agree_with_real_ones() -> None:
         x, state = inputs(module, torch.float32)
         for save in (False, True):
             for lengths in (None, LENGTHS):
-                args = (x, state[0][0], state[1][0] if cell == ops.LSTM else None, *w[:4], w.w_ch, lengths, cell, flags, save)
+                c0 = state[1][0] if cell == ops.LSTM else None
+                a0 = state[2][0] if len(state) > 2 else None
+                args = (x, state[0][0], c0, *w[:4], w.w_ch, a0, w.w_gh, lengths, cell, flags, save)
                 torch.library.opcheck(ops.fused_layer, args, test_utils=("test_schema", "test_faketensor"))
 
 
-def test_fgr_and_projection_fall_back() -> None:
-    fgr = lstmlab.LSTM(I, H, variant="FGR")
+def test_projection_falls_back() -> None:
     proj = lstmlab.LSTM(I, H, proj_size=2, variant="peephole")
-    for module, why in ((fgr, "full gate recurrence"), (proj, "projection")):
-        assert module.active_backend == "eager"
-        module.backend = "fused"
-        with pytest.raises(ValueError, match=f"backend='fused' cannot run this configuration: .*{why}"):
-            module(torch.randn(T, B, I))
+    assert proj.active_backend == "eager"
+    proj.backend = "fused"
+    with pytest.raises(ValueError, match="backend='fused' cannot run this configuration: .*projection"):
+        proj(torch.randn(T, B, I))
 
 
 def test_auto_prefers_fused_for_cells_torch_lacks() -> None:
-    for case in ("LSTM-vanilla", "LSTM-CIFG", "GRU-before"):
+    for case in ("LSTM-vanilla", "LSTM-CIFG", "LSTM-FGR", "GRU-before"):
         assert build(case, "auto", dtype=torch.float32).active_backend == "fused"
 
 

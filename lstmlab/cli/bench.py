@@ -22,7 +22,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quick", action="store_true", help="two small sizes at T=50 and 3 repeats (a smoke run)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement (default: 7, quick: 3)")
     parser.add_argument("--eager-repeats", type=int, default=None, help="repeats for the slow eager backend (default: 3)")
-    parser.add_argument("--cells", default=",".join(CELLS), help=f"comma-separated cells to time (default: {','.join(CELLS)})")
+    parser.add_argument(
+        "--cells",
+        default=",".join(CELLS),
+        help=f"comma-separated cells to time, any of `lstmlab train --cell` (default: {','.join(CELLS)})",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own setting)")
     parser.set_defaults(run=run)
@@ -31,12 +35,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from lstmlab import bench
+    from lstmlab import bench, models
 
-    cells = tuple(c.strip() for c in args.cells.split(",") if c.strip())
-    unknown = [c for c in cells if c not in bench.CELLS]
-    if unknown:
-        print(f"lstmlab bench: --cells must be among {', '.join(bench.CELLS)}; got {', '.join(unknown)}", file=sys.stderr)
+    cells = tuple(c.strip().lower() for c in args.cells.split(",") if c.strip())
+    unknown = [c for c in cells if c not in models.CELLS]
+    if unknown or not cells:
+        print(
+            f"lstmlab bench: --cells must be among {', '.join(models.CELLS)}; got {', '.join(unknown) or repr(args.cells)}",
+            file=sys.stderr,
+        )
         return 2
     repeats = args.repeats or (3 if args.quick else 7)
     if repeats < 1:
@@ -46,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     grid = bench.QUICK_GRID if args.quick else bench.GRID
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {repeats} repeats; ms")
-    header = f"{'cell':<9} {'T':>4} {'B x H':>9}  {'backend':<8} {'train':>9} {'/nn.LSTM':>8} {'infer':>9} {'/nn.LSTM':>8}"
+    header = f"{'cell':<10} {'T':>4} {'B x H':>9}  {'backend':<8} {'train':>9} {'/nn.LSTM':>8} {'infer':>9} {'/nn.LSTM':>8}"
     print(header)
     print("-" * len(header))
     timings, yardstick = [], None
@@ -57,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         assert yardstick is not None and (yardstick.T, yardstick.B, yardstick.H) == (t.T, t.B, t.H)
         cell = "-" if t.backend == bench.YARDSTICK else t.cell
         print(
-            f"{cell:<9} {t.T:>4} {f'{t.B}x{t.H}':>9}  {t.backend:<8} {t.train_ms:>9.1f} {t.train_ms / yardstick.train_ms:>8.2f}"
+            f"{cell:<10} {t.T:>4} {f'{t.B}x{t.H}':>9}  {t.backend:<8} {t.train_ms:>9.1f} {t.train_ms / yardstick.train_ms:>8.2f}"
             f" {t.infer_ms:>9.1f} {t.infer_ms / yardstick.infer_ms:>8.2f}",
             flush=True,
         )

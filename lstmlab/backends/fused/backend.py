@@ -11,8 +11,9 @@ from lstmlab.cells import CellSpec, LayerWeights, LSTMSpec
 
 
 class FusedBackend(LayeredBackend):
-    """CPU, float32 and float64; every cell and flag except the LSTM's full gate
-    recurrence (FGR) and projection (proj_size > 0), which "auto" runs on eager.
+    """CPU, float32 and float64; every cell and flag, full gate recurrence (FGR)
+    included, except the LSTM's projection (proj_size > 0), which "auto" runs on
+    native or eager.
     """
 
     name = "fused"
@@ -22,9 +23,6 @@ class FusedBackend(LayeredBackend):
             return f"the fused kernels run on the CPU only; got device {x.device}"
         if x.dtype not in (torch.float32, torch.float64):
             return f"the fused kernels compute in float32 or float64 only; got {x.dtype}"
-        spec = config.spec
-        if isinstance(spec, LSTMSpec) and spec.gate_recurrence:
-            return "the fused kernels do not implement full gate recurrence (FGR, gate_recurrence=True)"
         if config.proj_size:
             return "the fused kernels do not implement the LSTM projection (proj_size > 0)"
         return self.unavailable()
@@ -43,12 +41,28 @@ class FusedBackend(LayeredBackend):
     ) -> Layer:
         cell, flags = encode(spec)
         lstm = isinstance(spec, LSTMSpec)
+        fgr = lstm and spec.gate_recurrence
         inputs = (x, *state, *(t for t in w if t is not None))
         # inference stores nothing for backward
         save = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
         if lengths is not None:
             lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()
-        y, h_n, c_n, *_ = fused_layer(
-            x, state[0], state[1] if lstm else None, w.w_ih, w.w_hh, w.b_ih, w.b_hh, w.w_ch, lengths, cell, flags, save
+        y, h_n, c_n, *_, a_n, _ = fused_layer(
+            x,
+            state[0],
+            state[1] if lstm else None,
+            w.w_ih,
+            w.w_hh,
+            w.b_ih,
+            w.b_hh,
+            w.w_ch,
+            state[2] if fgr else None,
+            w.w_gh if fgr else None,
+            lengths,
+            cell,
+            flags,
+            save,
         )
+        if fgr:
+            return y, (h_n, c_n, a_n)
         return y, ((h_n, c_n) if lstm else (h_n,))

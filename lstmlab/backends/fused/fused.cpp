@@ -1,8 +1,9 @@
 // Fused CPU kernels for one layer in one direction of every cell in lstmlab.cells.
 //
 // Forward: the input projection of all T steps is one matrix product before the
-// loop; each step is one recurrent product (two for the GRU with reset "before")
-// and one pass over the batch rows doing all pointwise work. Backward: each step is
+// loop; each step is one recurrent product (two for the GRU with reset "before"
+// and for FGR's gate-to-gate term) and one pass over the batch rows doing all
+// pointwise work. Backward: each step is
 // the pointwise pass and the recurrent product for dh; the weight and input
 // gradients are large products after the loop. Equations and tags: the cell
 // modules (lstm.py: L1-L6, gru.py: G1-G4, rnn.py: R1).
@@ -198,21 +199,36 @@ Tensor recurrent_grad(const Tensor& G, int64_t off, int64_t K, const Tensor& hs,
 
 // ---------------------------------------------------------------------------------
 // LSTM. flags: gate block index of i, f, g, o (-1 if absent), peephole block index
-// of i, f, o in w_ch (-1 if absent), coupled, G is tanh, H is tanh.
+// of i, f, o in w_ch (-1 if absent), coupled, G is tanh, H is tanh, full gate
+// recurrence (FGR).
+//
+// FGR: a = the activations of the sigmoid gates with rows (i, f, o that exist, in
+// that order: the "recurrent gates"), carried as a third state; V a_{t-1} adds to
+// their pre-activations (w_gh, see lstmlab/cells/lstm.py). Block k of a belongs to
+// the gate block rblock[k] of the gates.
 
 struct LSTMFlags {
   int64_t gi, gf, gg, go, pi, pf, po;
-  bool coupled, tanh_g, tanh_h;
+  bool coupled, tanh_g, tanh_h, fgr;
+  std::vector<int64_t> rblock;
+  int64_t ri = -1, rf = -1, ro = -1;  // block of i, f, o in a (-1 if absent)
   explicit LSTMFlags(const std::vector<int64_t>& v)
       : gi(v[0]), gf(v[1]), gg(v[2]), go(v[3]), pi(v[4]), pf(v[5]), po(v[6]), coupled(v[7]), tanh_g(v[8]),
-        tanh_h(v[9]) {}
+        tanh_h(v[9]), fgr(v[10]) {
+    if (!fgr) return;
+    if (gi >= 0) ri = (int64_t)rblock.size(), rblock.push_back(gi);
+    if (gf >= 0) rf = (int64_t)rblock.size(), rblock.push_back(gf);
+    if (go >= 0) ro = (int64_t)rblock.size(), rblock.push_back(go);
+  }
+  int64_t R() const { return (int64_t)rblock.size(); }
 };
 
 template <typename S>
 std::vector<Tensor> lstm_forward(const LSTMFlags& F, const Tensor& x, const Tensor& h0, const Tensor& c0,
                                  const Tensor& w_ih, const Tensor& w_hh, const Tensor& bias, const Tensor& w_ch,
-                                 const Lengths& len, bool save) {
+                                 const Tensor& a0, const Tensor& w_gh, const Lengths& len, bool save) {
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = h0.size(1), GH = w_ih.size(0);
+  const int64_t RH = F.R() * H;
   auto opts = x.options();
   // gates: pre-activations, then in place the activations (i, f, g, o) backward needs.
   Tensor gates = bias.defined() ? at::addmm(bias, x.reshape({T * B, I}), w_ih.t()) : at::mm(x.reshape({T * B, I}), w_ih.t());
@@ -234,6 +250,12 @@ std::vector<Tensor> lstm_forward(const LSTMFlags& F, const Tensor& x, const Tens
   const S* p_i = F.pi >= 0 ? pch + F.pi * H : zero;
   const S* p_f = F.pf >= 0 ? pch + F.pf * H : zero;
   const S* p_o = F.po >= 0 ? pch + F.po * H : zero;
+  // FGR: the activations a (all steps if saved), and V a_{t-1} for the current step
+  Tensor as = F.fgr ? at::empty({save ? T : 2, B, RH}, opts) : Tensor();
+  Tensor za = F.fgr ? at::empty({B, RH}, opts) : Tensor();
+  S* asp = F.fgr ? as.data_ptr<S>() : nullptr;
+  S* zap = F.fgr ? za.data_ptr<S>() : nullptr;
+  const S* V = F.fgr ? w_gh.data_ptr<S>() : nullptr;
 
   for (int64_t t = 0; t < T; ++t) {
     const S* hp = t == 0 ? h0.data_ptr<S>() : hsp + (t - 1) * B * H;
@@ -242,6 +264,13 @@ std::vector<Tensor> lstm_forward(const LSTMFlags& F, const Tensor& x, const Tens
     S* cn = csp + (save ? t : t % 2) * B * H;
     S* Gt = G + t * B * GH;
     gemm<S>(false, true, B, GH, H, hp, H, W, H, S(1), Gt, GH);
+    const S* ap = nullptr;
+    S* an = nullptr;
+    if (F.fgr) {
+      ap = t == 0 ? a0.data_ptr<S>() : asp + (save ? (t - 1) : (t - 1) % 2) * B * RH;
+      an = asp + (save ? t : t % 2) * B * RH;
+      gemm<S>(false, true, B, RH, RH, ap, RH, V, RH, S(0), zap, RH);
+    }
     for_rows(B, GH, [&](int64_t b) {
       const S* c = cp + b * H;
       const S* h = hp + b * H;
@@ -252,9 +281,15 @@ std::vector<Tensor> lstm_forward(const LSTMFlags& F, const Tensor& x, const Tens
         std::memcpy(c2, c, H * sizeof(S));
         std::memcpy(h2, h, H * sizeof(S));
         if (yb != h2) std::memset(yb, 0, H * sizeof(S));
+        if (F.fgr) std::memcpy(an + b * RH, ap + b * RH, RH * sizeof(S));
         return;
       }
       S* z = Gt + b * GH;
+      for (int64_t k = 0; k < F.R(); ++k) {  // (L1, L2, L5) the V a terms
+        S* zk = z + F.rblock[k] * H;
+        const S* vk = zap + b * RH + k * H;
+        for (int64_t j = 0; j < H; ++j) zk[j] += vk[j];
+      }
       S* zi = F.gi >= 0 ? z + F.gi * H : nullptr;
       S* zf = F.gf >= 0 ? z + F.gf * H : nullptr;
       S* zg = z + F.gg * H;
@@ -282,21 +317,26 @@ std::vector<Tensor> lstm_forward(const LSTMFlags& F, const Tensor& x, const Tens
       else
         for (int64_t j = 0; j < H; ++j) h2[j] = o[j] * c2[j];  // (L6) NOAF
       if (yb != h2) std::memcpy(yb, h2, H * sizeof(S));
+      for (int64_t k = 0; k < F.R(); ++k)  // FGR: a' = the new activations
+        std::memcpy(an + b * RH + k * H, z + F.rblock[k] * H, H * sizeof(S));
     });
   }
   Tensor hN = hs[T - 1].clone();
   Tensor cN = cs[save ? T - 1 : (T - 1) % 2].clone();
   Tensor none = empty_like_opts(x);
-  if (!save) return {y, hN, cN, none, none, none, none};
-  return {y, hN, cN, len.data ? hs : none, cs, gates, none};
+  Tensor aN = F.fgr ? as[save ? T - 1 : (T - 1) % 2].clone() : none;
+  if (!save) return {y, hN, cN, none, none, none, none, aN, none};
+  return {y, hN, cN, len.data ? hs : none, cs, gates, none, aN, F.fgr ? as : none};
 }
 
 template <typename S>
 std::vector<Tensor> lstm_backward(const LSTMFlags& F, const Tensor& dy, const Tensor& dhN, const Tensor& dcN,
                                   const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
-                                  const Tensor& w_hh, bool has_bias, const Tensor& w_ch, const Lengths& len,
-                                  const Tensor& hs, const Tensor& cs, const Tensor& gates, bool need_dx) {
+                                  const Tensor& w_hh, bool has_bias, const Tensor& w_ch, const Tensor& daN,
+                                  const Tensor& a0, const Tensor& w_gh, const Lengths& len, const Tensor& hs,
+                                  const Tensor& cs, const Tensor& gates, const Tensor& as, bool need_dx) {
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = h0.size(1), GH = w_ih.size(0);
+  const int64_t RH = F.R() * H;
   auto opts = x.options();
   Tensor dG = at::empty({T, B, GH}, opts);
   Tensor dh = at::empty({2, B, H}, opts), dc = at::empty({2, B, H}, opts);
@@ -322,6 +362,13 @@ std::vector<Tensor> lstm_backward(const LSTMFlags& F, const Tensor& dy, const Te
   const S* p_i = F.pi >= 0 ? pch + F.pi * H : zero;
   const S* p_f = F.pf >= 0 ? pch + F.pf * H : zero;
   const S* p_o = F.po >= 0 ? pch + F.po * H : zero;
+  // FGR: dA the pre-activation gradients of the recurrent gates, da the gradient of a
+  Tensor dA = F.fgr ? at::empty({T, B, RH}, opts) : Tensor();
+  Tensor da = F.fgr ? at::empty({2, B, RH}, opts) : Tensor();
+  if (F.fgr) da[0].copy_(daN);
+  S* dAp = F.fgr ? dA.data_ptr<S>() : nullptr;
+  S* dap = F.fgr ? da.data_ptr<S>() : nullptr;
+  const S* V = F.fgr ? w_gh.data_ptr<S>() : nullptr;
 
   for (int64_t t = T - 1; t >= 0; --t) {
     const S* cp = t == 0 ? c0.data_ptr<S>() : csp + (t - 1) * B * H;
@@ -333,6 +380,9 @@ std::vector<Tensor> lstm_backward(const LSTMFlags& F, const Tensor& dy, const Te
     S* dh_out = dhp + out * B * H;
     S* dc_in = dcp + in * B * H;
     S* dc_out = dcp + out * B * H;
+    S* dAt = F.fgr ? dAp + t * B * RH : nullptr;
+    S* da_in = F.fgr ? dap + in * B * RH : nullptr;
+    S* da_out = F.fgr ? dap + out * B * RH : nullptr;
     for_rows(B, GH, [&](int64_t b) {
       S* dz = dGt + b * GH;
       const S* dhi = dh_in + b * H;
@@ -343,9 +393,17 @@ std::vector<Tensor> lstm_backward(const LSTMFlags& F, const Tensor& dy, const Te
         std::memset(dz, 0, GH * sizeof(S));
         std::memcpy(dho, dhi, H * sizeof(S));
         std::memcpy(dco, dci, H * sizeof(S));
+        if (F.fgr) {
+          std::memset(dAt + b * RH, 0, RH * sizeof(S));
+          std::memcpy(da_out + b * RH, da_in + b * RH, RH * sizeof(S));
+        }
         return;
       }
       std::memset(dho, 0, H * sizeof(S));
+      // FGR: the gradient reaching each recurrent gate's activation from the next step
+      const S* dai = F.ri >= 0 ? da_in + b * RH + F.ri * H : zero;
+      const S* daf = F.rf >= 0 ? da_in + b * RH + F.rf * H : zero;
+      const S* dao = F.ro >= 0 ? da_in + b * RH + F.ro * H : zero;
       const S* z = Gt + b * GH;
       const S* c = cp + b * H;
       const S* c2 = cn + b * H;
@@ -368,7 +426,7 @@ std::vector<Tensor> lstm_backward(const LSTMFlags& F, const Tensor& dy, const Te
       if (F.go >= 0) {  // (L5)
         S* dzo = dz + F.go * H;
         for (int64_t j = 0; j < H; ++j) {
-          dzo[j] = dhv[j] * hc[j] * o[j] * (S(1) - o[j]);
+          dzo[j] = (dhv[j] * hc[j] + dao[j]) * o[j] * (S(1) - o[j]);
           dc2[j] += dzo[j] * p_o[j];
         }
         if (F.po >= 0) {
@@ -389,7 +447,7 @@ std::vector<Tensor> lstm_backward(const LSTMFlags& F, const Tensor& dy, const Te
       if (F.gf >= 0) {  // (L2)
         S* dzf = dz + F.gf * H;
         for (int64_t j = 0; j < H; ++j) {
-          dzf[j] = dc2[j] * c[j] * f[j] * (S(1) - f[j]);
+          dzf[j] = (dc2[j] * c[j] + daf[j]) * f[j] * (S(1) - f[j]);
           dco[j] += dzf[j] * p_f[j];
         }
         if (F.pf >= 0) {
@@ -400,17 +458,23 @@ std::vector<Tensor> lstm_backward(const LSTMFlags& F, const Tensor& dy, const Te
       if (F.gi >= 0) {  // (L1), and (L2) when coupled: di = dc' (g - c)
         S* dzi = dz + F.gi * H;
         if (F.coupled)
-          for (int64_t j = 0; j < H; ++j) dzi[j] = dc2[j] * (g[j] - c[j]) * i[j] * (S(1) - i[j]);
+          for (int64_t j = 0; j < H; ++j) dzi[j] = (dc2[j] * (g[j] - c[j]) + dai[j]) * i[j] * (S(1) - i[j]);
         else
-          for (int64_t j = 0; j < H; ++j) dzi[j] = dc2[j] * g[j] * i[j] * (S(1) - i[j]);
+          for (int64_t j = 0; j < H; ++j) dzi[j] = (dc2[j] * g[j] + dai[j]) * i[j] * (S(1) - i[j]);
         for (int64_t j = 0; j < H; ++j) dco[j] += dzi[j] * p_i[j];
         if (F.pi >= 0) {
           S* acc = dpp + b * np * H + F.pi * H;
           for (int64_t j = 0; j < H; ++j) acc[j] += dzi[j] * c[j];
         }
       }
+      if (F.fgr) {
+        std::memset(da_out + b * RH, 0, RH * sizeof(S));
+        for (int64_t k = 0; k < F.R(); ++k)
+          std::memcpy(dAt + b * RH + k * H, dz + F.rblock[k] * H, H * sizeof(S));
+      }
     });
     gemm<S>(false, false, B, H, GH, dGt, GH, W, H, S(1), dh_out, H);
+    if (F.fgr) gemm<S>(false, false, B, RH, RH, dAt, RH, V, RH, S(1), da_out, RH);
   }
   const int64_t last = T % 2;
   Tensor dG2 = dG.view({T * B, GH});
@@ -420,7 +484,9 @@ std::vector<Tensor> lstm_backward(const LSTMFlags& F, const Tensor& dy, const Te
   Tensor none = empty_like_opts(x);
   Tensor db = has_bias ? dG2.sum(0) : none;
   Tensor dw_ch = np ? dp.sum(0) : none;
-  return {dx, dh[last].clone(), dc[last].clone(), dw_ih, dw_hh, db, has_bias ? db.clone() : none, dw_ch};
+  Tensor da0 = F.fgr ? da[last].clone() : none;
+  Tensor dw_gh = F.fgr ? recurrent_grad(dA, 0, RH, as, a0) : none;
+  return {dx, dh[last].clone(), dc[last].clone(), dw_ih, dw_hh, db, has_bias ? db.clone() : none, dw_ch, da0, dw_gh};
 }
 
 // ---------------------------------------------------------------------------------
@@ -720,11 +786,19 @@ void check(const Tensor& x, const Tensor& h0) {
   TORCH_CHECK(x.size(0) > 0, "lstmlab fused: T must be positive");
 }
 
-// -> y, h_n, c_n, hs (state sequence if it differs from y), cs, gates, extra
+// Appends the two FGR results a cell without them returns empty.
+std::vector<Tensor> with_no_fgr(std::vector<Tensor> out, const Tensor& like) {
+  out.push_back(empty_like_opts(like));
+  out.push_back(empty_like_opts(like));
+  return out;
+}
+
+// -> y, h_n, c_n, hs (state sequence if it differs from y), cs, gates, extra, a_n, as
 std::vector<Tensor> forward(int64_t cell, std::vector<int64_t> flags, const Tensor& x_, const Tensor& h0_,
                             const c10::optional<Tensor>& c0_, const Tensor& w_ih_, const Tensor& w_hh_,
                             const c10::optional<Tensor>& b_ih_, const c10::optional<Tensor>& b_hh_,
-                            const c10::optional<Tensor>& w_ch_, const c10::optional<Tensor>& lengths, bool save) {
+                            const c10::optional<Tensor>& w_ch_, const c10::optional<Tensor>& a0_,
+                            const c10::optional<Tensor>& w_gh_, const c10::optional<Tensor>& lengths, bool save) {
   check(x_, h0_);
   FlushDenormals flush;
   at::NoGradGuard no_grad;
@@ -734,21 +808,24 @@ std::vector<Tensor> forward(int64_t cell, std::vector<int64_t> flags, const Tens
   return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmlab_fused_forward", [&] {
     if (cell == kLSTM) {
       Tensor bias = b_ih.defined() ? b_ih + b_hh : Tensor();
-      return lstm_forward<scalar_t>(LSTMFlags(flags), x, h0, contig(c0_), w_ih, w_hh, bias, contig(w_ch_), len, save);
+      return lstm_forward<scalar_t>(LSTMFlags(flags), x, h0, contig(c0_), w_ih, w_hh, bias, contig(w_ch_), contig(a0_),
+                                    contig(w_gh_), len, save);
     }
-    if (cell == kGRU) return gru_forward<scalar_t>(flags[0] != 0, x, h0, w_ih, w_hh, b_ih, b_hh, len, save);
+    if (cell == kGRU) return with_no_fgr(gru_forward<scalar_t>(flags[0] != 0, x, h0, w_ih, w_hh, b_ih, b_hh, len, save), x);
     Tensor bias = b_ih.defined() ? b_ih + b_hh : Tensor();
-    return rnn_forward<scalar_t>(flags[0] != 0, x, h0, w_ih, w_hh, bias, len, save);
+    return with_no_fgr(rnn_forward<scalar_t>(flags[0] != 0, x, h0, w_ih, w_hh, bias, len, save), x);
   });
 }
 
-// -> dx (empty unless need_dx), dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_ch
+// -> dx (empty unless need_dx), dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_ch, da0, dw_gh
 std::vector<Tensor> backward(int64_t cell, std::vector<int64_t> flags, const Tensor& dy_, const Tensor& dhN_,
-                             const c10::optional<Tensor>& dcN_, const Tensor& x_, const Tensor& h0_,
-                             const c10::optional<Tensor>& c0_, const Tensor& w_ih_, const Tensor& w_hh_, bool has_bias,
-                             const c10::optional<Tensor>& w_ch_, const c10::optional<Tensor>& lengths,
-                             const Tensor& hs_, const c10::optional<Tensor>& cs_, const c10::optional<Tensor>& gates_,
-                             const c10::optional<Tensor>& extra_, bool need_dx) {
+                             const c10::optional<Tensor>& dcN_, const c10::optional<Tensor>& daN_, const Tensor& x_,
+                             const Tensor& h0_, const c10::optional<Tensor>& c0_, const c10::optional<Tensor>& a0_,
+                             const Tensor& w_ih_, const Tensor& w_hh_, bool has_bias,
+                             const c10::optional<Tensor>& w_ch_, const c10::optional<Tensor>& w_gh_,
+                             const c10::optional<Tensor>& lengths, const Tensor& hs_, const c10::optional<Tensor>& cs_,
+                             const c10::optional<Tensor>& gates_, const c10::optional<Tensor>& extra_,
+                             const c10::optional<Tensor>& as_, bool need_dx) {
   check(x_, h0_);
   FlushDenormals flush;
   at::NoGradGuard no_grad;
@@ -758,11 +835,13 @@ std::vector<Tensor> backward(int64_t cell, std::vector<int64_t> flags, const Ten
   return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmlab_fused_backward", [&] {
     if (cell == kLSTM)
       return lstm_backward<scalar_t>(LSTMFlags(flags), dy, dhN, contig(dcN_), x, h0, contig(c0_), w_ih, w_hh, has_bias,
-                                     contig(w_ch_), len, hs, contig(cs_), contig(gates_), need_dx);
+                                     contig(w_ch_), contig(daN_), contig(a0_), contig(w_gh_), len, hs, contig(cs_),
+                                     contig(gates_), contig(as_), need_dx);
     if (cell == kGRU)
-      return gru_backward<scalar_t>(flags[0] != 0, dy, dhN, x, h0, w_ih, w_hh, has_bias, len, hs, contig(gates_),
-                                    contig(extra_), need_dx);
-    return rnn_backward<scalar_t>(flags[0] != 0, dy, dhN, x, h0, w_ih, w_hh, has_bias, len, hs, need_dx);
+      return with_no_fgr(gru_backward<scalar_t>(flags[0] != 0, dy, dhN, x, h0, w_ih, w_hh, has_bias, len, hs,
+                                                contig(gates_), contig(extra_), need_dx),
+                         x);
+    return with_no_fgr(rnn_backward<scalar_t>(flags[0] != 0, dy, dhN, x, h0, w_ih, w_hh, has_bias, len, hs, need_dx), x);
   });
 }
 

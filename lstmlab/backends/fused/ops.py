@@ -33,6 +33,7 @@ def encode(spec: CellSpec) -> tuple[int, list[int]]:
         flags = [index(gates, gate) for gate in ("i", "f", "g", "o")]
         flags += [index(peep, gate) for gate in ("i", "f", "o")]
         flags += [int(spec.coupled), int(spec.input_activation == "tanh"), int(spec.output_activation == "tanh")]
+        flags += [int(spec.gate_recurrence)]
         return LSTM, flags
     if isinstance(spec, GRUSpec):
         return GRU, [int(spec.reset == "before")]
@@ -54,19 +55,22 @@ def fused_layer(
     b_ih: Tensor | None,
     b_hh: Tensor | None,
     w_ch: Tensor | None,
+    a0: Tensor | None,
+    w_gh: Tensor | None,
     lengths: Tensor | None,
     cell: int,
     flags: list[int],
     save: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """One layer, one direction: (y, h_n, c_n, hs, cs, gates, extra).
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One layer, one direction: (y, h_n, c_n, hs, cs, gates, extra, a_n, acts).
 
-    x (T, B, I), h0/c0 (B, H). hs, cs, gates, extra are what backward needs, empty
-    unless `save`: hs the state sequence where it differs from y (padding), cs the
-    cell states, gates the activations, extra the GRU's U_n h + b_hn or r ⊙ h.
-    c_n is empty for the GRU and RNN.
+    x (T, B, I), h0/c0 (B, H), a0 (B, n*H) FGR's gate state. hs, cs, gates, extra,
+    acts are what backward needs, empty unless `save`: hs the state sequence where it
+    differs from y (padding), cs the cell states, gates the activations, extra the
+    GRU's U_n h + b_hn or r ⊙ h, acts FGR's gate states. c_n is empty for the GRU and
+    RNN, a_n without FGR.
     """
-    out = loader.load().forward(cell, flags, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ch, lengths, save)
+    out = loader.load().forward(cell, flags, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ch, a0, w_gh, lengths, save)
     return _fresh(out, x)  # type: ignore[return-value]
 
 
@@ -80,6 +84,8 @@ def _fused_layer_fake(
     b_ih: Tensor | None,
     b_hh: Tensor | None,
     w_ch: Tensor | None,
+    a0: Tensor | None,
+    w_gh: Tensor | None,
     lengths: Tensor | None,
     cell: int,
     flags: list[int],
@@ -97,6 +103,8 @@ def _fused_layer_fake(
         seq(H) if save and cell == LSTM else none(),
         seq(w_ih.shape[0]) if save and cell != RNN else none(),
         seq(H) if save and cell == GRU else none(),
+        torch.empty_like(a0) if a0 is not None else none(),
+        seq(a0.shape[1]) if save and a0 is not None else none(),
     )
 
 
@@ -105,25 +113,50 @@ def fused_layer_backward(
     dy: Tensor,
     dh_n: Tensor,
     dc_n: Tensor | None,
+    da_n: Tensor | None,
     x: Tensor,
     h0: Tensor,
     c0: Tensor | None,
+    a0: Tensor | None,
     w_ih: Tensor,
     w_hh: Tensor,
     has_bias: bool,
     w_ch: Tensor | None,
+    w_gh: Tensor | None,
     lengths: Tensor | None,
     hs: Tensor,
     cs: Tensor | None,
     gates: Tensor | None,
     extra: Tensor | None,
+    acts: Tensor | None,
     cell: int,
     flags: list[int],
     need_dx: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Gradients (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_ch); absent ones empty."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_ch, da0, dw_gh); absent ones empty."""
     out = loader.load().backward(
-        cell, flags, dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, has_bias, w_ch, lengths, hs, cs, gates, extra, need_dx
+        cell,
+        flags,
+        dy,
+        dh_n,
+        dc_n,
+        da_n,
+        x,
+        h0,
+        c0,
+        a0,
+        w_ih,
+        w_hh,
+        has_bias,
+        w_ch,
+        w_gh,
+        lengths,
+        hs,
+        cs,
+        gates,
+        extra,
+        acts,
+        need_dx,
     )
     return _fresh(out, x)  # type: ignore[return-value]
 
@@ -133,18 +166,22 @@ def _fused_layer_backward_fake(
     dy: Tensor,
     dh_n: Tensor,
     dc_n: Tensor | None,
+    da_n: Tensor | None,
     x: Tensor,
     h0: Tensor,
     c0: Tensor | None,
+    a0: Tensor | None,
     w_ih: Tensor,
     w_hh: Tensor,
     has_bias: bool,
     w_ch: Tensor | None,
+    w_gh: Tensor | None,
     lengths: Tensor | None,
     hs: Tensor,
     cs: Tensor | None,
     gates: Tensor | None,
     extra: Tensor | None,
+    acts: Tensor | None,
     cell: int,
     flags: list[int],
     need_dx: bool,
@@ -160,55 +197,68 @@ def _fused_layer_backward_fake(
         x.new_empty(rows) if has_bias else none(),
         x.new_empty(rows) if has_bias else none(),
         torch.empty_like(w_ch) if w_ch is not None else none(),
+        torch.empty_like(a0) if a0 is not None else none(),
+        torch.empty_like(w_gh) if w_gh is not None else none(),
     )
 
 
 def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
-    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ch, lengths, cell, flags, save = inputs
-    y, _, _, hs, cs, gates, extra = output
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ch, a0, w_gh, lengths, cell, flags, save = inputs
+    y, _, _, hs, cs, gates, extra, _, acts = output
     if not save:
         ctx.unsaved = True
         return
     ctx.unsaved = False
     ctx.cell, ctx.flags = cell, flags
     ctx.has_bias, ctx.has_c0, ctx.has_w_ch = b_ih is not None, c0 is not None, w_ch is not None
+    ctx.fgr = a0 is not None
     ctx.padded = lengths is not None
-    ctx.mark_non_differentiable(hs, cs, gates, extra)
+    ctx.mark_non_differentiable(hs, cs, gates, extra, acts)
     ctx.set_materialize_grads(False)
-    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_ch, lengths, hs if ctx.padded else y, cs, gates, extra)
+    saved_y = hs if ctx.padded else y
+    ctx.save_for_backward(x, h0, c0, a0, w_ih, w_hh, w_ch, w_gh, lengths, saved_y, cs, gates, extra, acts)
 
 
-def _backward(ctx: Any, dy: Tensor | None, dh_n: Tensor | None, dc_n: Tensor | None, *_: Any) -> tuple:
+def _backward(ctx: Any, dy: Tensor | None, dh_n: Tensor | None, dc_n: Tensor | None, *rest: Tensor | None) -> tuple:
     if ctx.unsaved:
         raise RuntimeError(
             "lstmlab fused: this forward ran without saving for backward (inference mode: "
             "grad mode off or no input requiring grad)"
         )
-    x, h0, c0, w_ih, w_hh, w_ch, lengths, hs, cs, gates, extra = ctx.saved_tensors
+    x, h0, c0, a0, w_ih, w_hh, w_ch, w_gh, lengths, hs, cs, gates, extra, acts = ctx.saved_tensors
     lstm = ctx.cell == LSTM
+    da_n = rest[4]  # after the gradients of hs, cs, gates, extra
     dy = dy if dy is not None else hs.new_zeros(hs.shape)
     dh_n = dh_n if dh_n is not None else h0.new_zeros(h0.shape)
     if lstm and dc_n is None:
         dc_n = h0.new_zeros(h0.shape)
     if not lstm:
         dc_n = None
+    if ctx.fgr and da_n is None:
+        da_n = a0.new_zeros(a0.shape)
+    if not ctx.fgr:
+        da_n = None
     empty = lambda t: t if t is not None and t.numel() else None  # noqa: E731
-    dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_ch = fused_layer_backward(
+    dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_ch, da0, dw_gh = fused_layer_backward(
         dy,
         dh_n,
         dc_n,
+        da_n,
         x,
         h0,
         c0,
+        a0,
         w_ih,
         w_hh,
         ctx.has_bias,
         w_ch,
+        w_gh,
         lengths,
         hs,
         empty(cs),
         empty(gates),
         empty(extra),
+        empty(acts),
         ctx.cell,
         ctx.flags,
         ctx.needs_input_grad[0],
@@ -222,6 +272,8 @@ def _backward(ctx: Any, dy: Tensor | None, dh_n: Tensor | None, dc_n: Tensor | N
         db_ih if ctx.has_bias else None,
         db_hh if ctx.has_bias else None,
         dw_ch if ctx.has_w_ch else None,
+        da0 if ctx.fgr else None,
+        dw_gh if ctx.fgr else None,
         None,
         None,
         None,
