@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
     if flow is not None:
         print(f"gradient by lag: {flow}")
     print(f"table:           {result['table']}")
-    print(f"runs:            {out}/CELL (resume or inspect with lstmlab train --resume)")
+    print(f"runs:            {out}/CELL (metrics.jsonl, checkpoint; continue one with lstmlab train --resume)")
     print(f"total time:      {result['seconds']} s")
     return 0
 
