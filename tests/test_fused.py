@@ -132,6 +132,7 @@ def test_gradcheck(case: str, padded: bool) -> None:
     tensors.append(t(n_peep * 3) if n_peep else None)
     n_rec = len(getattr(spec, "recurrent_gates", ()))  # FGR: a0 and w_gh
     tensors += [t(2, n_rec * 3), t(n_rec * 3, n_rec * 3)] if n_rec else [None, None]
+    tensors.append(None)  # no projection: test_projection_gradcheck
     lengths = torch.tensor([4, 2]) if padded else None
 
     def f(*args: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -155,9 +156,12 @@ def test_inference_saves_nothing() -> None:
     x, state = inputs(fused, torch.float64)
     with torch.no_grad():
         y_nograd, _ = fused(x, state)
-    out = ops.fused_layer(x, state[0][0], state[1][0], *(getattr(fused, n) for n in ("weight_ih_l0", "weight_hh_l0")),
-                          fused.bias_ih_l0.detach(), fused.bias_hh_l0.detach(), fused.weight_ch_l0.detach(), None, None, None,
-                          *ops.encode(fused.config.spec), False)  # fmt: skip
+    weights = [getattr(fused, name).detach() for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")]
+    no_fgr_proj_or_lengths = (None, None, None, None)
+    out = ops.fused_layer(
+        x, state[0][0], state[1][0], *weights, fused.weight_ch_l0.detach(), *no_fgr_proj_or_lengths,
+        *ops.encode(fused.config.spec), False,
+    )  # fmt: skip
     assert all(t.numel() == 0 for t in out[3:])
     y, _ = fused(x, state)
     torch.testing.assert_close(y_nograd, y, rtol=0, atol=0)
@@ -194,8 +198,8 @@ def test_torch_compile_fullgraph() -> None:
 
 
 def test_fake_kernels_agree_with_real_ones() -> None:
-    for case in CASES:
-        module = build(case, "fused", dtype=torch.float32)
+    projected = [build(case, "fused", dtype=torch.float32, proj_size=2) for case in ("LSTM-NP", "LSTM-FGR")]
+    for module in [build(case, "fused", dtype=torch.float32) for case in CASES] + projected:
         cell, flags = ops.encode(module.config.spec)
         w = module._layer_weights()[0]
         x, state = inputs(module, torch.float32)
@@ -203,21 +207,58 @@ def test_fake_kernels_agree_with_real_ones() -> None:
             for lengths in (None, LENGTHS):
                 c0 = state[1][0] if cell == ops.LSTM else None
                 a0 = state[2][0] if len(state) > 2 else None
-                args = (x, state[0][0], c0, *w[:4], w.w_ch, a0, w.w_gh, lengths, cell, flags, save)
+                args = (x, state[0][0], c0, *w[:4], w.w_ch, a0, w.w_gh, w.w_hr, lengths, cell, flags, save)
                 torch.library.opcheck(ops.fused_layer, args, test_utils=("test_schema", "test_faketensor"))
 
 
-def test_projection_falls_back() -> None:
-    proj = lstmlab.LSTM(I, H, proj_size=2, variant="peephole")
-    assert proj.active_backend == "eager"
-    proj.backend = "fused"
-    with pytest.raises(ValueError, match="backend='fused' cannot run this configuration: .*projection"):
-        proj(torch.randn(T, B, I))
+@pytest.mark.parametrize("padded", [False, True], ids=["full", "padded"])
+@pytest.mark.parametrize("case", ["LSTM-NP", "LSTM-vanilla", "LSTM-CIFG-noaf", "LSTM-FGR"])
+def test_projection_equals_reference_and_eager(case: str, padded: bool) -> None:
+    fused = build(case, "fused", num_layers=2, bidirectional=True, proj_size=4)
+    assert fused.active_backend == "fused"
+    x, state = inputs(fused, torch.float64)
+    lengths = LENGTHS if padded else None
+    got = run(fused, x, state, lengths)
+    assert got[0].shape[-1] == 2 * 4
+    for other in ("reference", "eager"):
+        module = build(case, other, num_layers=2, bidirectional=True, proj_size=4)
+        module.load_state_dict(fused.state_dict())
+        for a, b in zip(got, run(module, x, state, lengths), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["full", "padded"])
+@pytest.mark.parametrize("case", ["LSTM-vanilla", "LSTM-FGR"])
+def test_projection_gradcheck(case: str, padded: bool) -> None:
+    spec = build(case, "fused").config.spec
+    cell, cell_flags = ops.encode(spec)
+    G, n_peep, n_rec = len(spec.gates), len(spec.peephole_gates), len(spec.recurrent_gates)
+    torch.manual_seed(4)
+    t = lambda *shape: (torch.randn(*shape, dtype=torch.float64) * 0.5).requires_grad_(True)  # noqa: E731
+    Hc, P = 3, 2  # cell size, projection size
+    tensors = [t(4, 2, 3), t(2, P), t(2, Hc), t(G * Hc, 3), t(G * Hc, P), t(G * Hc), t(G * Hc), t(n_peep * Hc)]
+    tensors += [t(2, n_rec * Hc), t(n_rec * Hc, n_rec * Hc)] if n_rec else [None, None]
+    tensors.append(t(P, Hc))
+    lengths = torch.tensor([4, 2]) if padded else None
+    args = [a for a in tensors if a is not None]
+    positions = [k for k, a in enumerate(tensors) if a is not None]
+
+    def f(*present: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        full: list = [None] * len(tensors)
+        for k, a in zip(positions, present, strict=True):
+            full[k] = a
+        out = ops.fused_layer(*full, lengths, cell, cell_flags, True)
+        return (*out[:3], *(out[7:8] if n_rec else ()))
+
+    assert torch.autograd.gradcheck(f, args)
 
 
 def test_auto_prefers_fused_for_cells_torch_lacks() -> None:
     for case in ("LSTM-vanilla", "LSTM-CIFG", "LSTM-FGR", "GRU-before"):
         assert build(case, "auto", dtype=torch.float32).active_backend == "fused"
+    assert build("LSTM-vanilla", "auto", dtype=torch.float32, proj_size=2).active_backend == "fused"
+    assert build("LSTM-NP", "auto", dtype=torch.float32, proj_size=2).active_backend == "fused"  # measured faster
+    assert build("LSTM-NP", "auto", dtype=torch.float32).active_backend == "native"
 
 
 def test_auto_order_follows_measurements(monkeypatch: pytest.MonkeyPatch) -> None:

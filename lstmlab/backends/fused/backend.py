@@ -11,9 +11,8 @@ from lstmlab.cells import CellSpec, LayerWeights, LSTMSpec
 
 
 class FusedBackend(LayeredBackend):
-    """CPU, float32 and float64; every cell and flag, full gate recurrence (FGR)
-    included, except the LSTM's projection (proj_size > 0), which "auto" runs on
-    native or eager.
+    """CPU, float32 and float64; every cell and flag, full gate recurrence (FGR) and
+    the LSTM's projection (proj_size > 0) included.
     """
 
     name = "fused"
@@ -23,8 +22,6 @@ class FusedBackend(LayeredBackend):
             return f"the fused kernels run on the CPU only; got device {x.device}"
         if x.dtype not in (torch.float32, torch.float64):
             return f"the fused kernels compute in float32 or float64 only; got {x.dtype}"
-        if config.proj_size:
-            return "the fused kernels do not implement the LSTM projection (proj_size > 0)"
         return self.unavailable()
 
     def unavailable(self) -> str | None:
@@ -47,7 +44,7 @@ class FusedBackend(LayeredBackend):
         save = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
         if lengths is not None:
             lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()
-        y, h_n, c_n, *_, a_n, _ = fused_layer(
+        y, h_n, c_n, *_, a_n, _, _ = fused_layer(
             x,
             state[0],
             state[1] if lstm else None,
@@ -58,6 +55,7 @@ class FusedBackend(LayeredBackend):
             w.w_ch,
             state[2] if fgr else None,
             w.w_gh if fgr else None,
+            w.w_hr,
             lengths,
             cell,
             flags,

@@ -226,15 +226,22 @@ struct LSTMFlags {
 template <typename S>
 std::vector<Tensor> lstm_forward(const LSTMFlags& F, const Tensor& x, const Tensor& h0, const Tensor& c0,
                                  const Tensor& w_ih, const Tensor& w_hh, const Tensor& bias, const Tensor& w_ch,
-                                 const Tensor& a0, const Tensor& w_gh, const Lengths& len, bool save) {
-  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = h0.size(1), GH = w_ih.size(0);
+                                 const Tensor& a0, const Tensor& w_gh, const Tensor& w_hr, const Lengths& len,
+                                 bool save) {
+  // H the cell size, P the size of h: H, or proj_size with the projection (L7)
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = c0.size(1), P = h0.size(1), GH = w_ih.size(0);
   const int64_t RH = F.R() * H;
+  const bool proj = w_hr.defined();
   auto opts = x.options();
   // gates: pre-activations, then in place the activations (i, f, g, o) backward needs.
   Tensor gates = bias.defined() ? at::addmm(bias, x.reshape({T * B, I}), w_ih.t()) : at::mm(x.reshape({T * B, I}), w_ih.t());
   gates = gates.view({T, B, GH});
-  Tensor y = at::empty({T, B, H}, opts);
-  Tensor hs = len.data ? at::empty({T, B, H}, opts) : y;  // the state sequence; y is zero where padded
+  Tensor y = at::empty({T, B, P}, opts);
+  Tensor hs = len.data ? at::empty({T, B, P}, opts) : y;  // the state sequence; y is zero where padded
+  // with the projection, m = o ⊙ H(c') before it (all steps if saved)
+  Tensor ms = proj ? at::empty({save ? T : 1, B, H}, opts) : Tensor();
+  S* msp = proj ? ms.data_ptr<S>() : nullptr;
+  const S* Whr = proj ? w_hr.data_ptr<S>() : nullptr;
   Tensor cs = save ? at::empty({T, B, H}, opts) : at::empty({2, B, H}, opts);
   Tensor scratch = at::empty({B, H}, opts);  // f = 1 - i (CIFG)
   Tensor ones = at::ones({H}, opts), zeros = at::zeros({H}, opts);
@@ -258,12 +265,13 @@ std::vector<Tensor> lstm_forward(const LSTMFlags& F, const Tensor& x, const Tens
   const S* V = F.fgr ? w_gh.data_ptr<S>() : nullptr;
 
   for (int64_t t = 0; t < T; ++t) {
-    const S* hp = t == 0 ? h0.data_ptr<S>() : hsp + (t - 1) * B * H;
+    const S* hp = t == 0 ? h0.data_ptr<S>() : hsp + (t - 1) * B * P;
     const S* cp = t == 0 ? c0.data_ptr<S>() : csp + (save ? (t - 1) : (t - 1) % 2) * B * H;
-    S* hn = hsp + t * B * H;
+    S* hn = hsp + t * B * P;
     S* cn = csp + (save ? t : t % 2) * B * H;
     S* Gt = G + t * B * GH;
-    gemm<S>(false, true, B, GH, H, hp, H, W, H, S(1), Gt, GH);
+    S* mt = proj ? msp + (save ? t : 0) * B * H : nullptr;
+    gemm<S>(false, true, B, GH, P, hp, P, W, P, S(1), Gt, GH);
     const S* ap = nullptr;
     S* an = nullptr;
     if (F.fgr) {
@@ -273,15 +281,17 @@ std::vector<Tensor> lstm_forward(const LSTMFlags& F, const Tensor& x, const Tens
     }
     for_rows(B, GH, [&](int64_t b) {
       const S* c = cp + b * H;
-      const S* h = hp + b * H;
+      const S* h = hp + b * P;
       S* c2 = cn + b * H;
-      S* h2 = hn + b * H;
-      S* yb = yp + (t * B + b) * H;
+      S* h2 = hn + b * P;
+      S* m = proj ? mt + b * H : h2;
+      S* yb = yp + (t * B + b) * P;
       if (!len.keep(t, b)) {
         std::memcpy(c2, c, H * sizeof(S));
-        std::memcpy(h2, h, H * sizeof(S));
-        if (yb != h2) std::memset(yb, 0, H * sizeof(S));
+        std::memcpy(h2, h, P * sizeof(S));
+        if (yb != h2) std::memset(yb, 0, P * sizeof(S));
         if (F.fgr) std::memcpy(an + b * RH, ap + b * RH, RH * sizeof(S));
+        if (proj) std::memset(m, 0, H * sizeof(S));  // no gradient reaches W_hr from here
         return;
       }
       S* z = Gt + b * GH;
@@ -313,33 +323,47 @@ std::vector<Tensor> lstm_forward(const LSTMFlags& F, const Tensor& x, const Tens
         for (int64_t j = 0; j < H; ++j) zo[j] = sigmoid_<S>(zo[j] + p_o[j] * c2[j]);  // (L5)
       const S* o = zo ? zo : one;
       if (F.tanh_h)
-        for (int64_t j = 0; j < H; ++j) h2[j] = o[j] * tanh_(c2[j]);  // (L6)
+        for (int64_t j = 0; j < H; ++j) m[j] = o[j] * tanh_(c2[j]);  // (L6)
       else
-        for (int64_t j = 0; j < H; ++j) h2[j] = o[j] * c2[j];  // (L6) NOAF
-      if (yb != h2) std::memcpy(yb, h2, H * sizeof(S));
+        for (int64_t j = 0; j < H; ++j) m[j] = o[j] * c2[j];  // (L6) NOAF
+      if (!proj && yb != h2) std::memcpy(yb, h2, H * sizeof(S));
       for (int64_t k = 0; k < F.R(); ++k)  // FGR: a' = the new activations
         std::memcpy(an + b * RH + k * H, z + F.rblock[k] * H, H * sizeof(S));
     });
+    if (proj) {
+      gemm<S>(false, true, B, P, H, mt, H, Whr, H, S(0), hn, P);  // (L7) h' = W_hr m
+      if (len.data)
+        for_rows(B, P, [&](int64_t b) {
+          S* h2 = hn + b * P;
+          S* yb = yp + (t * B + b) * P;
+          if (!len.keep(t, b))
+            std::memcpy(h2, hp + b * P, P * sizeof(S));  // the state carries; y stays zero
+          else if (yb != h2)
+            std::memcpy(yb, h2, P * sizeof(S));
+        });
+    }
   }
   Tensor hN = hs[T - 1].clone();
   Tensor cN = cs[save ? T - 1 : (T - 1) % 2].clone();
   Tensor none = empty_like_opts(x);
   Tensor aN = F.fgr ? as[save ? T - 1 : (T - 1) % 2].clone() : none;
-  if (!save) return {y, hN, cN, none, none, none, none, aN, none};
-  return {y, hN, cN, len.data ? hs : none, cs, gates, none, aN, F.fgr ? as : none};
+  if (!save) return {y, hN, cN, none, none, none, none, aN, none, none};
+  return {y, hN, cN, len.data ? hs : none, cs, gates, none, aN, F.fgr ? as : none, proj ? ms : none};
 }
 
 template <typename S>
 std::vector<Tensor> lstm_backward(const LSTMFlags& F, const Tensor& dy, const Tensor& dhN, const Tensor& dcN,
                                   const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
                                   const Tensor& w_hh, bool has_bias, const Tensor& w_ch, const Tensor& daN,
-                                  const Tensor& a0, const Tensor& w_gh, const Lengths& len, const Tensor& hs,
-                                  const Tensor& cs, const Tensor& gates, const Tensor& as, bool need_dx) {
-  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = h0.size(1), GH = w_ih.size(0);
+                                  const Tensor& a0, const Tensor& w_gh, const Tensor& w_hr, const Lengths& len,
+                                  const Tensor& hs, const Tensor& cs, const Tensor& gates, const Tensor& as,
+                                  const Tensor& ms, bool need_dx) {
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = c0.size(1), P = h0.size(1), GH = w_ih.size(0);
   const int64_t RH = F.R() * H;
+  const bool proj = w_hr.defined();
   auto opts = x.options();
   Tensor dG = at::empty({T, B, GH}, opts);
-  Tensor dh = at::empty({2, B, H}, opts), dc = at::empty({2, B, H}, opts);
+  Tensor dh = at::empty({2, B, P}, opts), dc = at::empty({2, B, H}, opts);
   dh[0].copy_(dhN);
   dc[0].copy_(dcN);
   Tensor scratch = at::empty({B, 3 * H}, opts);  // per row: dh total, H(c'), dc'
@@ -369,6 +393,12 @@ std::vector<Tensor> lstm_backward(const LSTMFlags& F, const Tensor& dy, const Te
   S* dAp = F.fgr ? dA.data_ptr<S>() : nullptr;
   S* dap = F.fgr ? da.data_ptr<S>() : nullptr;
   const S* V = F.fgr ? w_gh.data_ptr<S>() : nullptr;
+  // projection: dH the gradient of h' at each step (zero where padded), dm = dH W_hr
+  Tensor dH = proj ? at::empty({T, B, P}, opts) : Tensor();
+  Tensor dm = proj ? at::empty({B, H}, opts) : Tensor();
+  S* dHp = proj ? dH.data_ptr<S>() : nullptr;
+  S* dmp = proj ? dm.data_ptr<S>() : nullptr;
+  const S* Whr = proj ? w_hr.data_ptr<S>() : nullptr;
 
   for (int64_t t = T - 1; t >= 0; --t) {
     const S* cp = t == 0 ? c0.data_ptr<S>() : csp + (t - 1) * B * H;
@@ -376,22 +406,35 @@ std::vector<Tensor> lstm_backward(const LSTMFlags& F, const Tensor& dy, const Te
     const S* Gt = G + t * B * GH;
     S* dGt = dGp + t * B * GH;
     const int64_t in = (T - 1 - t) % 2, out = 1 - in;
-    S* dh_in = dhp + in * B * H;
-    S* dh_out = dhp + out * B * H;
+    S* dh_in = dhp + in * B * P;
+    S* dh_out = dhp + out * B * P;
     S* dc_in = dcp + in * B * H;
     S* dc_out = dcp + out * B * H;
     S* dAt = F.fgr ? dAp + t * B * RH : nullptr;
     S* da_in = F.fgr ? dap + in * B * RH : nullptr;
     S* da_out = F.fgr ? dap + out * B * RH : nullptr;
+    S* dHt = proj ? dHp + t * B * P : nullptr;
+    if (proj) {  // (L7) dm = dh' W_hr
+      for_rows(B, P, [&](int64_t b) {
+        S* dHb = dHt + b * P;
+        const S* dhi = dh_in + b * P;
+        const S* dyb = dyp + (t * B + b) * P;
+        if (!len.keep(t, b))
+          std::memset(dHb, 0, P * sizeof(S));
+        else
+          for (int64_t j = 0; j < P; ++j) dHb[j] = dhi[j] + dyb[j];
+      });
+      gemm<S>(false, false, B, H, P, dHt, P, Whr, H, S(0), dmp, H);
+    }
     for_rows(B, GH, [&](int64_t b) {
       S* dz = dGt + b * GH;
-      const S* dhi = dh_in + b * H;
+      const S* dhi = dh_in + b * P;
       const S* dci = dc_in + b * H;
-      S* dho = dh_out + b * H;
+      S* dho = dh_out + b * P;
       S* dco = dc_out + b * H;
       if (!len.keep(t, b)) {
         std::memset(dz, 0, GH * sizeof(S));
-        std::memcpy(dho, dhi, H * sizeof(S));
+        std::memcpy(dho, dhi, P * sizeof(S));
         std::memcpy(dco, dci, H * sizeof(S));
         if (F.fgr) {
           std::memset(dAt + b * RH, 0, RH * sizeof(S));
@@ -399,7 +442,7 @@ std::vector<Tensor> lstm_backward(const LSTMFlags& F, const Tensor& dy, const Te
         }
         return;
       }
-      std::memset(dho, 0, H * sizeof(S));
+      std::memset(dho, 0, P * sizeof(S));
       // FGR: the gradient reaching each recurrent gate's activation from the next step
       const S* dai = F.ri >= 0 ? da_in + b * RH + F.ri * H : zero;
       const S* daf = F.rf >= 0 ? da_in + b * RH + F.rf * H : zero;
@@ -407,15 +450,18 @@ std::vector<Tensor> lstm_backward(const LSTMFlags& F, const Tensor& dy, const Te
       const S* z = Gt + b * GH;
       const S* c = cp + b * H;
       const S* c2 = cn + b * H;
-      const S* dyb = dyp + (t * B + b) * H;
-      S* dhv = sc + b * 3 * H;
+      const S* dyb = dyp + (t * B + b) * P;
+      S* dhv = sc + b * 3 * H;  // the gradient of m (L6)
       S* hc = dhv + H;
       S* dc2 = hc + H;
       const S* i = F.gi >= 0 ? z + F.gi * H : one;
       const S* f = F.gf >= 0 ? z + F.gf * H : one;
       const S* g = z + F.gg * H;
       const S* o = F.go >= 0 ? z + F.go * H : one;
-      for (int64_t j = 0; j < H; ++j) dhv[j] = dhi[j] + dyb[j];
+      if (proj)
+        std::memcpy(dhv, dmp + b * H, H * sizeof(S));
+      else
+        for (int64_t j = 0; j < H; ++j) dhv[j] = dhi[j] + dyb[j];
       if (F.tanh_h) {
         for (int64_t j = 0; j < H; ++j) hc[j] = tanh_(c2[j]);
         for (int64_t j = 0; j < H; ++j) dc2[j] = dci[j] + dhv[j] * o[j] * (S(1) - hc[j] * hc[j]);  // (L6)
@@ -473,7 +519,7 @@ std::vector<Tensor> lstm_backward(const LSTMFlags& F, const Tensor& dy, const Te
           std::memcpy(dAt + b * RH + k * H, dz + F.rblock[k] * H, H * sizeof(S));
       }
     });
-    gemm<S>(false, false, B, H, GH, dGt, GH, W, H, S(1), dh_out, H);
+    gemm<S>(false, false, B, P, GH, dGt, GH, W, P, S(1), dh_out, P);
     if (F.fgr) gemm<S>(false, false, B, RH, RH, dAt, RH, V, RH, S(1), da_out, RH);
   }
   const int64_t last = T % 2;
@@ -486,7 +532,9 @@ std::vector<Tensor> lstm_backward(const LSTMFlags& F, const Tensor& dy, const Te
   Tensor dw_ch = np ? dp.sum(0) : none;
   Tensor da0 = F.fgr ? da[last].clone() : none;
   Tensor dw_gh = F.fgr ? recurrent_grad(dA, 0, RH, as, a0) : none;
-  return {dx, dh[last].clone(), dc[last].clone(), dw_ih, dw_hh, db, has_bias ? db.clone() : none, dw_ch, da0, dw_gh};
+  Tensor dw_hr = proj ? at::mm(dH.view({T * B, P}).t(), ms.view({T * B, H})) : none;
+  return {dx,  dh[last].clone(), dc[last].clone(), dw_ih, dw_hh, db, has_bias ? db.clone() : none,
+          dw_ch, da0,           dw_gh,            dw_hr};
 }
 
 // ---------------------------------------------------------------------------------
@@ -786,19 +834,19 @@ void check(const Tensor& x, const Tensor& h0) {
   TORCH_CHECK(x.size(0) > 0, "lstmlab fused: T must be positive");
 }
 
-// Appends the two FGR results a cell without them returns empty.
-std::vector<Tensor> with_no_fgr(std::vector<Tensor> out, const Tensor& like) {
-  out.push_back(empty_like_opts(like));
-  out.push_back(empty_like_opts(like));
+// Appends the results only an LSTM has (FGR's, the projection's), empty.
+std::vector<Tensor> with_no_lstm_extras(std::vector<Tensor> out, const Tensor& like) {
+  for (int k = 0; k < 3; ++k) out.push_back(empty_like_opts(like));
   return out;
 }
 
-// -> y, h_n, c_n, hs (state sequence if it differs from y), cs, gates, extra, a_n, as
+// -> y, h_n, c_n, hs (state sequence if it differs from y), cs, gates, extra, a_n, as, ms
 std::vector<Tensor> forward(int64_t cell, std::vector<int64_t> flags, const Tensor& x_, const Tensor& h0_,
                             const c10::optional<Tensor>& c0_, const Tensor& w_ih_, const Tensor& w_hh_,
                             const c10::optional<Tensor>& b_ih_, const c10::optional<Tensor>& b_hh_,
                             const c10::optional<Tensor>& w_ch_, const c10::optional<Tensor>& a0_,
-                            const c10::optional<Tensor>& w_gh_, const c10::optional<Tensor>& lengths, bool save) {
+                            const c10::optional<Tensor>& w_gh_, const c10::optional<Tensor>& w_hr_,
+                            const c10::optional<Tensor>& lengths, bool save) {
   check(x_, h0_);
   FlushDenormals flush;
   at::NoGradGuard no_grad;
@@ -809,23 +857,24 @@ std::vector<Tensor> forward(int64_t cell, std::vector<int64_t> flags, const Tens
     if (cell == kLSTM) {
       Tensor bias = b_ih.defined() ? b_ih + b_hh : Tensor();
       return lstm_forward<scalar_t>(LSTMFlags(flags), x, h0, contig(c0_), w_ih, w_hh, bias, contig(w_ch_), contig(a0_),
-                                    contig(w_gh_), len, save);
+                                    contig(w_gh_), contig(w_hr_), len, save);
     }
-    if (cell == kGRU) return with_no_fgr(gru_forward<scalar_t>(flags[0] != 0, x, h0, w_ih, w_hh, b_ih, b_hh, len, save), x);
+    if (cell == kGRU) return with_no_lstm_extras(gru_forward<scalar_t>(flags[0] != 0, x, h0, w_ih, w_hh, b_ih, b_hh, len, save), x);
     Tensor bias = b_ih.defined() ? b_ih + b_hh : Tensor();
-    return with_no_fgr(rnn_forward<scalar_t>(flags[0] != 0, x, h0, w_ih, w_hh, bias, len, save), x);
+    return with_no_lstm_extras(rnn_forward<scalar_t>(flags[0] != 0, x, h0, w_ih, w_hh, bias, len, save), x);
   });
 }
 
-// -> dx (empty unless need_dx), dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_ch, da0, dw_gh
+// -> dx (empty unless need_dx), dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_ch, da0, dw_gh, dw_hr
 std::vector<Tensor> backward(int64_t cell, std::vector<int64_t> flags, const Tensor& dy_, const Tensor& dhN_,
                              const c10::optional<Tensor>& dcN_, const c10::optional<Tensor>& daN_, const Tensor& x_,
                              const Tensor& h0_, const c10::optional<Tensor>& c0_, const c10::optional<Tensor>& a0_,
                              const Tensor& w_ih_, const Tensor& w_hh_, bool has_bias,
                              const c10::optional<Tensor>& w_ch_, const c10::optional<Tensor>& w_gh_,
-                             const c10::optional<Tensor>& lengths, const Tensor& hs_, const c10::optional<Tensor>& cs_,
-                             const c10::optional<Tensor>& gates_, const c10::optional<Tensor>& extra_,
-                             const c10::optional<Tensor>& as_, bool need_dx) {
+                             const c10::optional<Tensor>& w_hr_, const c10::optional<Tensor>& lengths,
+                             const Tensor& hs_, const c10::optional<Tensor>& cs_, const c10::optional<Tensor>& gates_,
+                             const c10::optional<Tensor>& extra_, const c10::optional<Tensor>& as_,
+                             const c10::optional<Tensor>& ms_, bool need_dx) {
   check(x_, h0_);
   FlushDenormals flush;
   at::NoGradGuard no_grad;
@@ -835,13 +884,13 @@ std::vector<Tensor> backward(int64_t cell, std::vector<int64_t> flags, const Ten
   return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmlab_fused_backward", [&] {
     if (cell == kLSTM)
       return lstm_backward<scalar_t>(LSTMFlags(flags), dy, dhN, contig(dcN_), x, h0, contig(c0_), w_ih, w_hh, has_bias,
-                                     contig(w_ch_), contig(daN_), contig(a0_), contig(w_gh_), len, hs, contig(cs_),
-                                     contig(gates_), contig(as_), need_dx);
+                                     contig(w_ch_), contig(daN_), contig(a0_), contig(w_gh_), contig(w_hr_), len, hs,
+                                     contig(cs_), contig(gates_), contig(as_), contig(ms_), need_dx);
     if (cell == kGRU)
-      return with_no_fgr(gru_backward<scalar_t>(flags[0] != 0, dy, dhN, x, h0, w_ih, w_hh, has_bias, len, hs,
+      return with_no_lstm_extras(gru_backward<scalar_t>(flags[0] != 0, dy, dhN, x, h0, w_ih, w_hh, has_bias, len, hs,
                                                 contig(gates_), contig(extra_), need_dx),
                          x);
-    return with_no_fgr(rnn_backward<scalar_t>(flags[0] != 0, dy, dhN, x, h0, w_ih, w_hh, has_bias, len, hs, need_dx), x);
+    return with_no_lstm_extras(rnn_backward<scalar_t>(flags[0] != 0, dy, dhN, x, h0, w_ih, w_hh, has_bias, len, hs, need_dx), x);
   });
 }
 

@@ -57,20 +57,22 @@ def fused_layer(
     w_ch: Tensor | None,
     a0: Tensor | None,
     w_gh: Tensor | None,
+    w_hr: Tensor | None,
     lengths: Tensor | None,
     cell: int,
     flags: list[int],
     save: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """One layer, one direction: (y, h_n, c_n, hs, cs, gates, extra, a_n, acts).
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One layer, one direction: (y, h_n, c_n, hs, cs, gates, extra, a_n, acts, ms).
 
-    x (T, B, I), h0/c0 (B, H), a0 (B, n*H) FGR's gate state. hs, cs, gates, extra,
-    acts are what backward needs, empty unless `save`: hs the state sequence where it
-    differs from y (padding), cs the cell states, gates the activations, extra the
-    GRU's U_n h + b_hn or r ⊙ h, acts FGR's gate states. c_n is empty for the GRU and
-    RNN, a_n without FGR.
+    x (T, B, I), h0 (B, P) with P = proj_size or H, c0 (B, H), a0 (B, n*H) FGR's
+    gate state, w_hr (P, H) the projection. hs, cs, gates, extra, acts, ms are what
+    backward needs, empty unless `save`: hs the state sequence where it differs from
+    y (padding), cs the cell states, gates the activations, extra the GRU's
+    U_n h + b_hn or r ⊙ h, acts FGR's gate states, ms the unprojected outputs m.
+    c_n is empty for the GRU and RNN, a_n without FGR.
     """
-    out = loader.load().forward(cell, flags, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ch, a0, w_gh, lengths, save)
+    out = loader.load().forward(cell, flags, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ch, a0, w_gh, w_hr, lengths, save)
     return _fresh(out, x)  # type: ignore[return-value]
 
 
@@ -86,25 +88,28 @@ def _fused_layer_fake(
     w_ch: Tensor | None,
     a0: Tensor | None,
     w_gh: Tensor | None,
+    w_hr: Tensor | None,
     lengths: Tensor | None,
     cell: int,
     flags: list[int],
     save: bool,
 ) -> tuple[Tensor, ...]:
     T, B = x.shape[0], x.shape[1]
-    H = h0.shape[1]
+    P = h0.shape[1]  # the size of h
+    H = c0.shape[1] if c0 is not None else P  # the cell's size
     seq = lambda size: x.new_empty(T, B, size)  # noqa: E731
     none = lambda: x.new_empty(0)  # noqa: E731
     return (
-        seq(H),
-        x.new_empty(B, H),
+        seq(P),
+        x.new_empty(B, P),
         x.new_empty(B, H) if cell == LSTM else none(),
-        seq(H) if save and lengths is not None else none(),
+        seq(P) if save and lengths is not None else none(),
         seq(H) if save and cell == LSTM else none(),
         seq(w_ih.shape[0]) if save and cell != RNN else none(),
         seq(H) if save and cell == GRU else none(),
         torch.empty_like(a0) if a0 is not None else none(),
         seq(a0.shape[1]) if save and a0 is not None else none(),
+        seq(H) if save and w_hr is not None else none(),
     )
 
 
@@ -123,41 +128,21 @@ def fused_layer_backward(
     has_bias: bool,
     w_ch: Tensor | None,
     w_gh: Tensor | None,
+    w_hr: Tensor | None,
     lengths: Tensor | None,
     hs: Tensor,
     cs: Tensor | None,
     gates: Tensor | None,
     extra: Tensor | None,
     acts: Tensor | None,
+    ms: Tensor | None,
     cell: int,
     flags: list[int],
     need_dx: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Gradients (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_ch, da0, dw_gh); absent ones empty."""
-    out = loader.load().backward(
-        cell,
-        flags,
-        dy,
-        dh_n,
-        dc_n,
-        da_n,
-        x,
-        h0,
-        c0,
-        a0,
-        w_ih,
-        w_hh,
-        has_bias,
-        w_ch,
-        w_gh,
-        lengths,
-        hs,
-        cs,
-        gates,
-        extra,
-        acts,
-        need_dx,
-    )
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_ch, da0, dw_gh, dw_hr); absent ones empty."""
+    args = (dy, dh_n, dc_n, da_n, x, h0, c0, a0, w_ih, w_hh, has_bias, w_ch, w_gh, w_hr, lengths)
+    out = loader.load().backward(cell, flags, *args, hs, cs, gates, extra, acts, ms, need_dx)
     return _fresh(out, x)  # type: ignore[return-value]
 
 
@@ -176,12 +161,14 @@ def _fused_layer_backward_fake(
     has_bias: bool,
     w_ch: Tensor | None,
     w_gh: Tensor | None,
+    w_hr: Tensor | None,
     lengths: Tensor | None,
     hs: Tensor,
     cs: Tensor | None,
     gates: Tensor | None,
     extra: Tensor | None,
     acts: Tensor | None,
+    ms: Tensor | None,
     cell: int,
     flags: list[int],
     need_dx: bool,
@@ -191,7 +178,7 @@ def _fused_layer_backward_fake(
     return (
         torch.empty_like(x) if need_dx else none(),
         torch.empty_like(h0),
-        torch.empty_like(h0) if cell == LSTM else none(),
+        torch.empty_like(c0) if c0 is not None else none(),
         torch.empty_like(w_ih),
         torch.empty_like(w_hh),
         x.new_empty(rows) if has_bias else none(),
@@ -199,24 +186,25 @@ def _fused_layer_backward_fake(
         torch.empty_like(w_ch) if w_ch is not None else none(),
         torch.empty_like(a0) if a0 is not None else none(),
         torch.empty_like(w_gh) if w_gh is not None else none(),
+        torch.empty_like(w_hr) if w_hr is not None else none(),
     )
 
 
 def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
-    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ch, a0, w_gh, lengths, cell, flags, save = inputs
-    y, _, _, hs, cs, gates, extra, _, acts = output
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ch, a0, w_gh, w_hr, lengths, cell, flags, save = inputs
+    y, _, _, hs, cs, gates, extra, _, acts, ms = output
     if not save:
         ctx.unsaved = True
         return
     ctx.unsaved = False
     ctx.cell, ctx.flags = cell, flags
     ctx.has_bias, ctx.has_c0, ctx.has_w_ch = b_ih is not None, c0 is not None, w_ch is not None
-    ctx.fgr = a0 is not None
+    ctx.fgr, ctx.proj = a0 is not None, w_hr is not None
     ctx.padded = lengths is not None
-    ctx.mark_non_differentiable(hs, cs, gates, extra, acts)
+    ctx.mark_non_differentiable(hs, cs, gates, extra, acts, ms)
     ctx.set_materialize_grads(False)
     saved_y = hs if ctx.padded else y
-    ctx.save_for_backward(x, h0, c0, a0, w_ih, w_hh, w_ch, w_gh, lengths, saved_y, cs, gates, extra, acts)
+    ctx.save_for_backward(x, h0, c0, a0, w_ih, w_hh, w_ch, w_gh, w_hr, lengths, saved_y, cs, gates, extra, acts, ms)
 
 
 def _backward(ctx: Any, dy: Tensor | None, dh_n: Tensor | None, dc_n: Tensor | None, *rest: Tensor | None) -> tuple:
@@ -225,13 +213,13 @@ def _backward(ctx: Any, dy: Tensor | None, dh_n: Tensor | None, dc_n: Tensor | N
             "lstmlab fused: this forward ran without saving for backward (inference mode: "
             "grad mode off or no input requiring grad)"
         )
-    x, h0, c0, a0, w_ih, w_hh, w_ch, w_gh, lengths, hs, cs, gates, extra, acts = ctx.saved_tensors
+    x, h0, c0, a0, w_ih, w_hh, w_ch, w_gh, w_hr, lengths, hs, cs, gates, extra, acts, ms = ctx.saved_tensors
     lstm = ctx.cell == LSTM
     da_n = rest[4]  # after the gradients of hs, cs, gates, extra
     dy = dy if dy is not None else hs.new_zeros(hs.shape)
     dh_n = dh_n if dh_n is not None else h0.new_zeros(h0.shape)
     if lstm and dc_n is None:
-        dc_n = h0.new_zeros(h0.shape)
+        dc_n = c0.new_zeros(c0.shape)
     if not lstm:
         dc_n = None
     if ctx.fgr and da_n is None:
@@ -239,7 +227,7 @@ def _backward(ctx: Any, dy: Tensor | None, dh_n: Tensor | None, dc_n: Tensor | N
     if not ctx.fgr:
         da_n = None
     empty = lambda t: t if t is not None and t.numel() else None  # noqa: E731
-    dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_ch, da0, dw_gh = fused_layer_backward(
+    dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_ch, da0, dw_gh, dw_hr = fused_layer_backward(
         dy,
         dh_n,
         dc_n,
@@ -253,12 +241,14 @@ def _backward(ctx: Any, dy: Tensor | None, dh_n: Tensor | None, dc_n: Tensor | N
         ctx.has_bias,
         w_ch,
         w_gh,
+        w_hr,
         lengths,
         hs,
         empty(cs),
         empty(gates),
         empty(extra),
         empty(acts),
+        empty(ms),
         ctx.cell,
         ctx.flags,
         ctx.needs_input_grad[0],
@@ -274,6 +264,7 @@ def _backward(ctx: Any, dy: Tensor | None, dh_n: Tensor | None, dc_n: Tensor | N
         dw_ch if ctx.has_w_ch else None,
         da0 if ctx.fgr else None,
         dw_gh if ctx.fgr else None,
+        dw_hr if ctx.proj else None,
         None,
         None,
         None,
