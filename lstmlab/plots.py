@@ -10,6 +10,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def line_style(k: int) -> tuple[str, str]:
+    """(line style, colour) of the k-th curve: ten colours, then the next line style."""
+    return ("-", "--", "-.", ":")[(k // 10) % 4], f"C{k % 10}"
+
+
 def learning_curves(
     curves: dict[str, list[tuple[int, float]]],
     path: str | Path,
@@ -19,12 +24,18 @@ def learning_curves(
     title: str = "",
     log: bool = True,
 ) -> Path:
-    """Held-out metric against step, one line per cell, the memoryless baseline dashed."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    for label, points in curves.items():
+    """Held-out metric against step, one line per cell, the memoryless baseline dashed.
+
+    Past ten cells the colours repeat with another line style; past six the legend
+    moves beside the axes so that it hides no curve.
+    """
+    many = len(curves) > 6
+    fig, ax = plt.subplots(figsize=(7.6 if many else 6.4, 4.0), dpi=110)
+    for k, (label, points) in enumerate(curves.items()):
         if points:
             steps, values = zip(*points)
-            ax.plot(steps, values, label=label, linewidth=1.6)
+            linestyle, color = line_style(k)
+            ax.plot(steps, values, linestyle, color=color, label=label, linewidth=1.6)
     if baseline is not None:
         ax.axhline(baseline, color="grey", linestyle="--", linewidth=1, label="memoryless baseline")
     if log:
@@ -33,7 +44,10 @@ def learning_curves(
     ax.set_ylabel(f"held-out {metric}")
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    if many:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    else:
+        ax.legend(fontsize=8)
     return _save(fig, path)
 
 
