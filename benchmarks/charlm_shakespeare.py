@@ -6,10 +6,11 @@ they get the same machine):
     python benchmarks/charlm_shakespeare.py ../shared/data/tinyshakespeare.txt --cell lstm --minutes 15 --out runs/charlm/lstm
 
 trains a 2 x 256 model (batch 64, sequence 100, Adam 2e-3, gradient norm clipped at 1,
-dropout 0.2 between layers, forget bias 0) until the budget is spent, evaluating on the validation text (the last 10%) every
-`--eval-every` steps, then writes `result.json` (the validation curve in nats per
-character against minutes, the best and final losses, a sample) into the run
-directory, which `lstmlab sample` and `lstmlab inspect` also read. The budget counts
+dropout 0.2 between layers, forget bias 0) until the budget is spent, evaluating on the
+validation text (the last 10%) every `--eval-every` steps, then writes `result.json`
+(the validation curve in nats per character against minutes, the best and final
+losses, a sample) into the run directory, which `lstmlab sample` and `lstmlab
+inspect` also read. The budget counts
 wall-clock time, evaluations included.
 
 Report (curves of several runs in one PNG, and a Markdown table on stdout):
@@ -29,7 +30,6 @@ from pathlib import Path
 import torch
 
 from lstmlab.sampling import generate, model_step
-from lstmlab.tasks.charlm import CharLM
 from lstmlab.train import TrainConfig, Trainer
 
 TARGET = 1.52  # nats per character on the validation text within 15 minutes
@@ -46,7 +46,7 @@ def train(args: argparse.Namespace) -> dict:
         hidden=args.hidden,
         layers=args.layers,
         dropout=args.dropout,
-        forget_bias=CharLM.forget_bias if args.forget_bias is None else args.forget_bias,
+        forget_bias=args.forget_bias,
         lr=args.lr,
         clip=args.clip,
         steps=10**9,

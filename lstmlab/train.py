@@ -65,7 +65,7 @@ class TrainConfig:
     hidden: int = 64
     layers: int = 1
     dropout: float = 0.0
-    forget_bias: float = 1.0
+    forget_bias: float | None = None  # None: the task's (`Task.forget_bias`)
     backend: str = "auto"
     optimizer: str = "adam"
     lr: float = 3e-3
@@ -91,6 +91,8 @@ class TrainConfig:
         _checks.non_negative_int(owner, "seed", self.seed)
         _checks.one_of(owner, "optimizer", self.optimizer, OPTIMIZERS)
         _checks.probability(owner, "dropout", self.dropout)
+        if self.forget_bias is None:
+            self.forget_bias = tasks.task_class(self.task).forget_bias
         for name in ("lr", "weight_decay", "clip", "forget_bias"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

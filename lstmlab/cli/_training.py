@@ -63,7 +63,6 @@ def task_options(command: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def train_config(command: str, args: argparse.Namespace, cell: str) -> Any:
     """The TrainConfig of the flags, checked."""
-    from lstmlab import tasks
     from lstmlab.train import TrainConfig
 
     for name in ("seq_len", "batch", "hidden", "layers", "steps", "eval_every", "log_every"):
@@ -79,7 +78,7 @@ def train_config(command: str, args: argparse.Namespace, cell: str) -> Any:
         hidden=args.hidden,
         layers=args.layers,
         dropout=args.dropout,
-        forget_bias=args.forget_bias if args.forget_bias is not None else tasks.task_class(args.task).forget_bias,
+        forget_bias=args.forget_bias,
         backend=args.backend,
         optimizer=args.optimizer,
         lr=args.lr,
