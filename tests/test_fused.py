@@ -134,21 +134,24 @@ def test_gradcheck(case: str, padded: bool) -> None:
     tensors += [t(2, n_rec * 3), t(n_rec * 3, n_rec * 3)] if n_rec else [None, None]
     tensors.append(None)  # no projection: test_projection_gradcheck
     lengths = torch.tensor([4, 2]) if padded else None
+    outputs = [0, 1, 2] if family == "LSTM" else [0, 1]  # y, h_n[, c_n][, a_n]
+    _gradcheck_fused_layer(tensors, lengths, cell, cell_flags, outputs + ([7] if n_rec else []))
 
-    def f(*args: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = ops.fused_layer(*args, lengths, cell, cell_flags, True)
-        return (*out[: 3 if family == "LSTM" else 2], *(out[7:8] if n_rec else ()))  # y, h_n[, c_n][, a_n]
 
-    args = [a for a in tensors if a is not None]
+def _gradcheck_fused_layer(
+    tensors: list[torch.Tensor | None], lengths: torch.Tensor | None, cell: int, flags: list[int], outputs: list[int]
+) -> None:
+    """torch.autograd.gradcheck of `outputs` of ops.fused_layer in each tensor given (None: an absent argument)."""
     positions = [k for k, a in enumerate(tensors) if a is not None]
 
-    def g(*present: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        full: list = [None] * len(tensors)
+    def f(*present: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        full = list(tensors)
         for k, a in zip(positions, present, strict=True):
             full[k] = a
-        return f(*full)
+        out = ops.fused_layer(*full, lengths, cell, flags, True)
+        return tuple(out[k] for k in outputs)
 
-    assert torch.autograd.gradcheck(g, args)
+    assert torch.autograd.gradcheck(f, [tensors[k] for k in positions])
 
 
 def test_inference_saves_nothing() -> None:
@@ -240,17 +243,7 @@ def test_projection_gradcheck(case: str, padded: bool) -> None:
     tensors += [t(2, n_rec * Hc), t(n_rec * Hc, n_rec * Hc)] if n_rec else [None, None]
     tensors.append(t(P, Hc))
     lengths = torch.tensor([4, 2]) if padded else None
-    args = [a for a in tensors if a is not None]
-    positions = [k for k, a in enumerate(tensors) if a is not None]
-
-    def f(*present: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        full: list = [None] * len(tensors)
-        for k, a in zip(positions, present, strict=True):
-            full[k] = a
-        out = ops.fused_layer(*full, lengths, cell, cell_flags, True)
-        return (*out[:3], *(out[7:8] if n_rec else ()))
-
-    assert torch.autograd.gradcheck(f, args)
+    _gradcheck_fused_layer(tensors, lengths, cell, cell_flags, [0, 1, 2] + ([7] if n_rec else []))
 
 
 def test_auto_prefers_fused_for_cells_torch_lacks() -> None:

@@ -1,11 +1,11 @@
 // Fused CPU kernels for one layer in one direction of every cell in lstmlab.cells.
 //
 // Forward: the input projection of all T steps is one matrix product before the
-// loop; each step is one recurrent product (two for the GRU with reset "before"
-// and for FGR's gate-to-gate term) and one pass over the batch rows doing all
-// pointwise work. Backward: each step is
-// the pointwise pass and the recurrent product for dh; the weight and input
-// gradients are large products after the loop. Equations and tags: the cell
+// loop; each step is one recurrent product (two for the GRU with reset "before",
+// for FGR's gate-to-gate term and for the projection) and one pass over the batch
+// rows doing all pointwise work. Backward: each step is the pointwise pass and the
+// recurrent products for dh; the weight and input gradients are large products
+// after the loop. Equations and tags: the cell
 // modules (lstm.py: L1-L6, gru.py: G1-G4, rnn.py: R1).
 //
 // Layout: time-major, x (T, B, I); gate blocks in the weight rows' order, so a
@@ -451,17 +451,16 @@ std::vector<Tensor> lstm_backward(const LSTMFlags& F, const Tensor& dy, const Te
       const S* c = cp + b * H;
       const S* c2 = cn + b * H;
       const S* dyb = dyp + (t * B + b) * P;
-      S* dhv = sc + b * 3 * H;  // the gradient of m (L6)
-      S* hc = dhv + H;
+      S* sum = sc + b * 3 * H;  // dh' + dy, without the projection
+      S* hc = sum + H;
       S* dc2 = hc + H;
       const S* i = F.gi >= 0 ? z + F.gi * H : one;
       const S* f = F.gf >= 0 ? z + F.gf * H : one;
       const S* g = z + F.gg * H;
       const S* o = F.go >= 0 ? z + F.go * H : one;
-      if (proj)
-        std::memcpy(dhv, dmp + b * H, H * sizeof(S));
-      else
-        for (int64_t j = 0; j < H; ++j) dhv[j] = dhi[j] + dyb[j];
+      if (!proj)
+        for (int64_t j = 0; j < H; ++j) sum[j] = dhi[j] + dyb[j];
+      const S* dhv = proj ? dmp + b * H : sum;  // the gradient of m (L6)
       if (F.tanh_h) {
         for (int64_t j = 0; j < H; ++j) hc[j] = tanh_(c2[j]);
         for (int64_t j = 0; j < H; ++j) dc2[j] = dci[j] + dhv[j] * o[j] * (S(1) - hc[j] * hc[j]);  // (L6)
@@ -533,8 +532,8 @@ std::vector<Tensor> lstm_backward(const LSTMFlags& F, const Tensor& dy, const Te
   Tensor da0 = F.fgr ? da[last].clone() : none;
   Tensor dw_gh = F.fgr ? recurrent_grad(dA, 0, RH, as, a0) : none;
   Tensor dw_hr = proj ? at::mm(dH.view({T * B, P}).t(), ms.view({T * B, H})) : none;
-  return {dx,  dh[last].clone(), dc[last].clone(), dw_ih, dw_hh, db, has_bias ? db.clone() : none,
-          dw_ch, da0,           dw_gh,            dw_hr};
+  Tensor db_hh = has_bias ? db.clone() : none;
+  return {dx, dh[last].clone(), dc[last].clone(), dw_ih, dw_hh, db, db_hh, dw_ch, da0, dw_gh, dw_hr};
 }
 
 // ---------------------------------------------------------------------------------
@@ -859,7 +858,8 @@ std::vector<Tensor> forward(int64_t cell, std::vector<int64_t> flags, const Tens
       return lstm_forward<scalar_t>(LSTMFlags(flags), x, h0, contig(c0_), w_ih, w_hh, bias, contig(w_ch_), contig(a0_),
                                     contig(w_gh_), contig(w_hr_), len, save);
     }
-    if (cell == kGRU) return with_no_lstm_extras(gru_forward<scalar_t>(flags[0] != 0, x, h0, w_ih, w_hh, b_ih, b_hh, len, save), x);
+    if (cell == kGRU)
+      return with_no_lstm_extras(gru_forward<scalar_t>(flags[0] != 0, x, h0, w_ih, w_hh, b_ih, b_hh, len, save), x);
     Tensor bias = b_ih.defined() ? b_ih + b_hh : Tensor();
     return with_no_lstm_extras(rnn_forward<scalar_t>(flags[0] != 0, x, h0, w_ih, w_hh, bias, len, save), x);
   });
@@ -888,9 +888,10 @@ std::vector<Tensor> backward(int64_t cell, std::vector<int64_t> flags, const Ten
                                      contig(cs_), contig(gates_), contig(as_), contig(ms_), need_dx);
     if (cell == kGRU)
       return with_no_lstm_extras(gru_backward<scalar_t>(flags[0] != 0, dy, dhN, x, h0, w_ih, w_hh, has_bias, len, hs,
-                                                contig(gates_), contig(extra_), need_dx),
-                         x);
-    return with_no_lstm_extras(rnn_backward<scalar_t>(flags[0] != 0, dy, dhN, x, h0, w_ih, w_hh, has_bias, len, hs, need_dx), x);
+                                                        contig(gates_), contig(extra_), need_dx),
+                                 x);
+    return with_no_lstm_extras(
+        rnn_backward<scalar_t>(flags[0] != 0, dy, dhN, x, h0, w_ih, w_hh, has_bias, len, hs, need_dx), x);
   });
 }
 
