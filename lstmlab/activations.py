@@ -61,7 +61,7 @@ def trace(module: torch.nn.Module, x: Tensor) -> list[LayerTrace]:
     spec = config.spec
     layers = []
     inp = x.detach().double().cpu().numpy()[:, None, :]
-    for weights in module._layer_weights():  # type: ignore[attr-defined]
+    for weights in module.layer_weights():  # type: ignore[attr-defined]
         w = LayerWeights(*(None if p is None else p.detach().double().cpu().numpy() for p in weights))
         state = tuple(np.zeros((1, size)) for size in config.state_sizes)
         y, _, caches = unroll(spec, NUMPY_OPS, inp, state, w, record=True)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lstmlab import _checks
-from lstmlab.cells.lstm import VARIANTS, spec_from_flags
+from lstmlab.cells.lstm import VARIANTS, canonical_variant, spec_from_flags
 from lstmlab.nn import GRU, LSTM, RNN
 
 _FIXED_CELLS: dict[str, str] = {
@@ -56,7 +56,7 @@ def build_recurrent(
         return RNN(input_size, hidden_size, nonlinearity="relu" if name == "rnn-relu" else "tanh", **common)
     if name in ("gru", "gru-before"):
         return GRU(input_size, hidden_size, reset="before" if name == "gru-before" else "after", **common)
-    variant = None if name == "lstm" else {v.lower(): v for v in VARIANTS}[name]
+    variant = None if name == "lstm" else canonical_variant(name)
     bias = forget_bias if has_forget_gate(name) else 0.0
     return LSTM(input_size, hidden_size, variant=variant, forget_bias=bias, **common)
 
@@ -66,7 +66,7 @@ def has_forget_gate(cell: str) -> bool:
     name = cell_name(cell)
     if name in _FIXED_CELLS and name != "lstm":
         return False
-    variant = None if name == "lstm" else {v.lower(): v for v in VARIANTS}[name]
+    variant = None if name == "lstm" else canonical_variant(name)
     return "f" in spec_from_flags(variant).gates
 
 

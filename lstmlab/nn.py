@@ -106,7 +106,8 @@ class _Recurrent(nn.Module):
                 else:
                     param.uniform_(-bound, bound)
 
-    def _layer_weights(self) -> list[LayerWeights]:
+    def layer_weights(self) -> list[LayerWeights]:
+        """The parameters of each layer and direction (index layer * D + direction), as the backends take them."""
         return [
             LayerWeights(**{field: getattr(self, stem + suffix, None) for field, stem in _PARAM_NAMES.items()})
             for suffix in self._suffixes
@@ -201,7 +202,7 @@ class _Recurrent(nn.Module):
             y = x.new_zeros(0, x.shape[1], self.config.num_directions * self.config.output_size)
             final = state
         else:
-            y, final = backend.run(self.config, x, lengths, state, self._layer_weights(), self.training)
+            y, final = backend.run(self.config, x, lengths, state, self.layer_weights(), self.training)
         if packed:
             order = input.sorted_indices
             if order is None:
@@ -555,7 +556,7 @@ class _Cell(_Recurrent):
             hx = parts if len(parts) > 1 else parts[0]
         state = self._check_state(hx, x.shape[0], True, like)
         backend = backends.resolve(self.backend, self.config, like, owner)
-        _, final = backend.run(self.config, x.unsqueeze(0), None, state, self._layer_weights(), self.training)
+        _, final = backend.run(self.config, x.unsqueeze(0), None, state, self.layer_weights(), self.training)
         return tuple(s[0] if batched else s[0, 0] for s in final)
 
     def _check_cell_state(self, hx: Any, batch: int, batched: bool, like: Tensor) -> tuple[Tensor, ...]:

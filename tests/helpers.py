@@ -74,7 +74,7 @@ def build(
 def numpy_weights(module: torch.nn.Module) -> list[LayerWeights]:
     """The module's weights per layer and direction as float64 NumPy arrays."""
     return [
-        LayerWeights(*(None if t is None else t.detach().double().numpy().copy() for t in w)) for w in module._layer_weights()
+        LayerWeights(*(None if t is None else t.detach().double().numpy().copy() for t in w)) for w in module.layer_weights()
     ]
 
 

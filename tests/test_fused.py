@@ -204,7 +204,7 @@ def test_fake_kernels_agree_with_real_ones() -> None:
     projected = [build(case, "fused", dtype=torch.float32, proj_size=2) for case in ("LSTM-NP", "LSTM-FGR")]
     for module in [build(case, "fused", dtype=torch.float32) for case in CASES] + projected:
         cell, flags = ops.encode(module.config.spec)
-        w = module._layer_weights()[0]
+        w = module.layer_weights()[0]
         x, state = inputs(module, torch.float32)
         for save in (False, True):
             for lengths in (None, LENGTHS):

@@ -19,7 +19,7 @@ from lstmlab.backends.eager import EagerBackend
 from lstmlab.backends.fused import FusedBackend
 from lstmlab.backends.native import NativeBackend
 from lstmlab.backends.reference import ReferenceBackend
-from lstmlab.cells import GRUSpec, LSTMSpec
+from lstmlab.cells import torch_mode
 
 _REGISTRY: dict[str, Backend] = {}
 
@@ -51,14 +51,12 @@ FUSED_OVER_NATIVE: dict[str, dict[int, tuple[float, float]]] = {
 
 def _torch_kind(config: StackConfig) -> str | None:
     """ "lstm", "lstm-proj", "gru" or "rnn" when torch has this cell, else None."""
-    spec = config.spec
-    if isinstance(spec, LSTMSpec):
-        if not spec.is_torch_lstm:
-            return None
+    mode = torch_mode(config.spec)
+    if mode is None:
+        return None
+    if mode == "LSTM":
         return "lstm-proj" if config.proj_size else "lstm"
-    if isinstance(spec, GRUSpec):
-        return "gru" if spec.is_torch_gru else None
-    return "rnn"
+    return "gru" if mode == "GRU" else "rnn"
 
 
 def auto_order(config: StackConfig) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from lstmlab.backends.base import Backend, StackConfig
-from lstmlab.cells import GRUSpec, LayerWeights, LSTMSpec, RNNSpec
+from lstmlab.cells import GRUSpec, LayerWeights, LSTMSpec, torch_mode
 
 
 def _kernel(config: StackConfig):  # noqa: ANN202 - one of torch.lstm / gru / rnn_tanh / rnn_relu
@@ -28,12 +28,11 @@ class NativeBackend(Backend):
 
     def unsupported(self, config: StackConfig, x: torch.Tensor) -> str | None:
         spec = config.spec
-        if isinstance(spec, LSTMSpec) and not spec.is_torch_lstm:
+        if torch_mode(spec) is not None:
+            return None
+        if isinstance(spec, LSTMSpec):
             return "torch.nn.LSTM has no peepholes, coupled gates, missing gates, other activations or gate recurrence"
-        if isinstance(spec, GRUSpec) and not spec.is_torch_gru:
-            return "torch.nn.GRU applies the reset gate after the recurrent product only (reset='after')"
-        assert isinstance(spec, (LSTMSpec, GRUSpec, RNNSpec))
-        return None
+        return "torch.nn.GRU applies the reset gate after the recurrent product only (reset='after')"
 
     def run(
         self,

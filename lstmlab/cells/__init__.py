@@ -24,9 +24,19 @@ def family(spec: CellSpec) -> ModuleType:
     return _FAMILIES[type(spec)]
 
 
+def torch_mode(spec: CellSpec) -> str | None:
+    """torch's name for this cell ("LSTM", "GRU", "RNN_TANH", "RNN_RELU", as `nn.RNNBase.mode`),
+    or None when torch has no such cell. The one answer to "does torch have this cell?"."""
+    if isinstance(spec, LSTMSpec):
+        return "LSTM" if spec == LSTMSpec() else None
+    if isinstance(spec, GRUSpec):
+        return "GRU" if spec.reset == "after" else None
+    return "RNN_RELU" if spec.nonlinearity == "relu" else "RNN_TANH"
+
+
 def num_gates(spec: CellSpec) -> int:
     """Number of H-row blocks in weight_ih / weight_hh."""
     return len(spec.gates)
 
 
-__all__ = ["CellSpec", "GRUSpec", "LSTMSpec", "LayerWeights", "RNNSpec", "VARIANTS", "family", "num_gates"]
+__all__ = ["CellSpec", "GRUSpec", "LSTMSpec", "LayerWeights", "RNNSpec", "VARIANTS", "family", "num_gates", "torch_mode"]

@@ -35,10 +35,6 @@ class GRUSpec:
 
     gates = GATES
 
-    @property
-    def is_torch_gru(self) -> bool:
-        return self.reset == "after"
-
 
 def state_sizes(spec: GRUSpec, hidden_size: int, proj_size: int = 0) -> tuple[int, ...]:
     return (hidden_size,)

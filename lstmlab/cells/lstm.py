@@ -96,11 +96,6 @@ class LSTMSpec:
         """Gates that send and receive FGR's gate-to-gate recurrence, in order."""
         return self.sigmoid_gates if self.gate_recurrence else ()
 
-    @property
-    def is_torch_lstm(self) -> bool:
-        """True when torch.nn.LSTM computes this cell."""
-        return self == LSTMSpec()
-
 
 # name: (flags relative to LSTMSpec(), one-line description)
 VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
@@ -117,6 +112,16 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 
+_BY_LOWER = {name.lower(): name for name in VARIANTS}
+
+
+def canonical_variant(name: str) -> str:
+    """The variant's name as `VARIANTS` spells it, from any case ("cifg" -> "CIFG")."""
+    if not isinstance(name, str) or name.lower() not in _BY_LOWER:
+        raise ValueError(f"LSTM: variant must be one of {', '.join(VARIANTS)}; got {name!r}")
+    return _BY_LOWER[name.lower()]
+
+
 def spec_from_flags(variant: str | None = None, **flags: Any) -> LSTMSpec:
     """Build an LSTMSpec from a variant name and/or explicit flags.
 
@@ -131,10 +136,7 @@ def spec_from_flags(variant: str | None = None, **flags: Any) -> LSTMSpec:
         return replace(spec, **flags)
     if not isinstance(variant, str):
         raise TypeError(f"LSTM: variant must be a str or None; got {type(variant).__name__}")
-    by_lower = {name.lower(): name for name in VARIANTS}
-    if variant.lower() not in by_lower:
-        raise ValueError(f"LSTM: variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
-    name = by_lower[variant.lower()]
+    name = canonical_variant(variant)
     variant_flags = VARIANTS[name][0]
     defaults = {field.name: field.default for field in fields(LSTMSpec)}
     for flag, value in flags.items():
