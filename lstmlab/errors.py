@@ -36,7 +36,9 @@ class LstmlabError(Exception):
     @property
     def message(self) -> str:
         """The error without its owner: `argument detail`."""
-        return f"{self.argument} {self.detail}" if self.argument else self.detail
+        if not self.argument:
+            return self.detail
+        return self.argument + ("" if self.detail.startswith("=") else " ") + self.detail  # "backend='x' cannot ..."
 
     def __str__(self) -> str:
         return f"{self.owner}: {self.message}" if self.owner else self.message
@@ -58,6 +60,10 @@ class ShapeMismatch(LstmlabError, ValueError, RuntimeError):
     """An input or state whose size disagrees with the module (torch: RuntimeError)."""
 
 
+class FixedAttribute(LstmlabError, AttributeError):
+    """An attribute that cannot change after construction (it fixes the parameters' shapes)."""
+
+
 class Unsupported(LstmlabError, ValueError, RuntimeError):
     """A valid request this backend or configuration cannot carry out."""
 
@@ -73,4 +79,13 @@ def describe(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-__all__ = ["InvalidArgument", "LstmlabError", "ShapeMismatch", "Unsupported", "WrongType", "describe", "error_class"]
+__all__ = [
+    "FixedAttribute",
+    "InvalidArgument",
+    "LstmlabError",
+    "ShapeMismatch",
+    "Unsupported",
+    "WrongType",
+    "describe",
+    "error_class",
+]

@@ -2,15 +2,19 @@
 variant of the LSTM family. The equations are in `lstmlab.cells`; the computation
 in `lstmlab.backends`; this module owns the parameters, checks arguments and inputs,
 and speaks torch's API (shapes, state_dict names, PackedSequence, batch_first,
-unbatched input).
+unbatched input, the attributes torch's modules expose, pickling).
+
+Every attribute a user may set either takes effect at the next forward (`dropout`,
+`batch_first`, `backend`, an RNN's `nonlinearity`, a GRU's `reset`) or is refused
+with an error (the sizes and switches that fix the parameters' shapes).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -18,14 +22,13 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from lstmlab import _checks, backends
 from lstmlab.backends import StackConfig
-from lstmlab.cells import CellSpec, GRUSpec, LayerWeights, LSTMSpec, RNNSpec, num_gates
+from lstmlab.cells import CellSpec, GRUSpec, LayerWeights, LSTMSpec, RNNSpec, num_gates, torch_mode
 from lstmlab.cells.lstm import spec_from_flags
-
-_Spec = TypeVar("_Spec", bound=CellSpec)
+from lstmlab.errors import FixedAttribute, InvalidArgument, LstmlabError, ShapeMismatch, Unsupported, WrongType
 
 State = Tensor | tuple[Tensor, ...]
 
-# LayerWeights field -> torch parameter name stem
+# LayerWeights field -> torch parameter name stem, in torch's order (then lstmlab's own)
 _PARAM_NAMES = {
     "w_ih": "weight_ih",
     "w_hh": "weight_hh",
@@ -35,6 +38,8 @@ _PARAM_NAMES = {
     "w_ch": "weight_ch",
     "w_gh": "weight_gh",
 }
+
+_SPECS: dict[str, type] = {cls.__name__: cls for cls in (LSTMSpec, GRUSpec, RNNSpec)}
 
 
 def _layer_shapes(config: StackConfig, layer_input: int) -> dict[str, tuple[int, ...]]:
@@ -54,10 +59,56 @@ def _layer_shapes(config: StackConfig, layer_input: int) -> dict[str, tuple[int,
     return shapes
 
 
+def _config_as_data(config: StackConfig) -> dict[str, Any]:
+    """`config` as plain data (str, int, float, bool), so a pickled module needs no lstmlab class but its own."""
+    data = {field.name: getattr(config, field.name) for field in dataclasses.fields(config) if field.name != "spec"}
+    data["spec"] = {"class": type(config.spec).__name__, **dataclasses.asdict(config.spec)}
+    return data
+
+
+def _config_from_data(data: dict[str, Any]) -> StackConfig:
+    spec_data = dict(data["spec"])
+    spec = _SPECS[spec_data.pop("class")](**spec_data)
+    return StackConfig(spec=spec, **{k: v for k, v in data.items() if k != "spec"})
+
+
+def _fixed(name: str, doc: str) -> property:
+    """An attribute read from the configuration that fixes the parameters' shapes: setting it
+    to another value is refused (torch would accept it and fail later, or silently not use it)."""
+
+    def get(self: _Recurrent) -> Any:
+        return getattr(self.config, name)
+
+    def set(self: _Recurrent, value: Any) -> None:
+        if value != get(self):
+            raise FixedAttribute(
+                self._owner,
+                name,
+                f"cannot change after construction (it fixes the parameters' shapes): is {get(self)!r}, "
+                f"got {value!r}; build a new module and load the weights that still fit",
+            )
+
+    return property(get, set, doc=doc)
+
+
 class _Recurrent(nn.Module):
-    """Parameters, checks and torch's calling conventions, shared by every module here."""
+    """Parameters, checks and torch's calling conventions, shared by every module here.
+
+    Stacks (LSTM, GRU, RNN) and cells (LSTMCell, ...) differ in the layout of the state
+    (cells have no leading layers-times-directions axis) and in torch's wording of its
+    errors; both run through `_compute`, one stack of `config` on time-major tensors.
+    """
 
     _owner = "RNN"
+    _is_cell = False
+    _state_names: tuple[str, ...] = ("h_0", "c_0", "a_0")
+
+    input_size = _fixed("input_size", "Features of the input.")
+    hidden_size = _fixed("hidden_size", "Features of the cell (and of h, unless proj_size > 0).")
+    num_layers = _fixed("num_layers", "Recurrent layers stacked.")
+    bias = _fixed("bias", "Whether the layers have bias_ih and bias_hh.")
+    bidirectional = _fixed("bidirectional", "Whether each layer also runs backwards in time.")
+    proj_size = _fixed("proj_size", "Features of h after the LSTM's projection (0: no projection).")
 
     def __init__(
         self,
@@ -69,20 +120,11 @@ class _Recurrent(nn.Module):
         dtype: Any = None,
     ) -> None:
         super().__init__()
-        owner = self._owner
         self.config = config
-        self.input_size = config.input_size
-        self.hidden_size = config.hidden_size
-        self.num_layers = config.num_layers
-        self.bias = config.bias
-        self.batch_first = _checks.boolean(owner, "batch_first", batch_first)
-        self.dropout = config.dropout
-        self.bidirectional = config.bidirectional
-        self.proj_size = config.proj_size
-        if not isinstance(backend, str) or backend not in backends.names():
-            raise ValueError(f"{owner}: backend must be one of {', '.join(backends.names())}; got {backend!r}")
-        self.backend = backend
+        self.batch_first = batch_first
         self._suffixes = suffixes
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise Unsupported(self._owner, "dtype", f"must be a floating-point torch.dtype (float32, float64, ...); got {dtype}")
         factory = {"device": device, "dtype": dtype}
         D = config.num_directions
         for index, suffix in enumerate(suffixes):
@@ -91,14 +133,58 @@ class _Recurrent(nn.Module):
             for field, shape in _layer_shapes(config, layer_input).items():
                 self.register_parameter(_PARAM_NAMES[field] + suffix, nn.Parameter(torch.empty(shape, **factory)))
         self.reset_parameters()
-        if backend != "auto":
-            self.active_backend  # noqa: B018 - an explicit backend that cannot run this cell fails here, not at forward
+        self.backend = backend  # an explicit backend that cannot run this cell fails here, not at forward
+
+    # -- the attributes torch's modules expose, each taking effect or refused ---------
+
+    @property
+    def dropout(self) -> float:
+        """Probability of dropping each output of every layer but the last (training only)."""
+        return self.config.dropout
+
+    @dropout.setter
+    def dropout(self, value: float) -> None:
+        self.config = dataclasses.replace(self.config, dropout=_checks.probability(self._owner, "dropout", value))
+
+    @property
+    def batch_first(self) -> bool:
+        """Whether input and output are (B, T, F) rather than (T, B, F)."""
+        return self._batch_first
+
+    @batch_first.setter
+    def batch_first(self, value: bool) -> None:
+        self._batch_first = _checks.boolean(self._owner, "batch_first", value)
+
+    @property
+    def backend(self) -> str:
+        """The backend asked for: "auto" or a name of `lstmlab.backends.names()`; see `active_backend`."""
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        if not isinstance(value, str) or value not in backends.names():
+            raise InvalidArgument(self._owner, "backend", f"must be one of {', '.join(backends.names())}; got {value!r}")
+        if value != "auto":
+            backends.resolve(value, self.config, self._like(), self._owner)
+        self._backend = value
+
+    @property
+    def mode(self) -> str:
+        """torch's name of the cell family: "LSTM", "GRU", "RNN_TANH" or "RNN_RELU" (as `nn.RNNBase.mode`)."""
+        spec = self.config.spec
+        if isinstance(spec, LSTMSpec):
+            return "LSTM"
+        return "GRU" if isinstance(spec, GRUSpec) else "RNN_" + spec.nonlinearity.upper()
+
+    def _set_spec(self, make: Any) -> None:
+        """Replace the cell by `make()` (same parameter shapes), its errors named for this module."""
+        self.config = dataclasses.replace(self.config, spec=_spec(self._owner, make))
 
     # -- parameters ----------------------------------------------------------------
 
     def reset_parameters(self) -> None:
         """torch's initialisation: uniform in ±1/sqrt(hidden_size); peepholes at zero."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
+        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
         with torch.no_grad():
             for name, param in self.named_parameters():
                 if name.startswith(_PARAM_NAMES["w_ch"]):
@@ -107,102 +193,175 @@ class _Recurrent(nn.Module):
                     param.uniform_(-bound, bound)
 
     def layer_weights(self) -> list[LayerWeights]:
-        """The parameters of each layer and direction (index layer * D + direction), as the backends take them."""
+        """The parameters of each layer and direction (index layer * D + direction), as the backends take them.
+
+        Reads the attributes at call time, so reparametrisations such as
+        `torch.nn.utils.weight_norm` (which replace a parameter by a computed tensor) take effect.
+        """
         return [
             LayerWeights(**{field: getattr(self, stem + suffix, None) for field, stem in _PARAM_NAMES.items()})
             for suffix in self._suffixes
         ]
 
     @property
+    def all_weights(self) -> list[list[Tensor]]:
+        """The parameters of each layer and direction, in torch's order (weight_ih, weight_hh,
+        bias_ih, bias_hh, weight_hr), then lstmlab's (weight_ch, weight_gh); as `nn.RNNBase.all_weights`."""
+        return [[t for t in weights if t is not None] for weights in self.layer_weights()]
+
+    def flatten_parameters(self) -> None:
+        """Does nothing, and is there so that code written for torch's modules runs unchanged.
+
+        torch's version packs the weights into one buffer for cuDNN; lstmlab keeps one tensor
+        per parameter on every backend (the native backend lets cuDNN copy them when it needs to).
+        """
+
+    def _like(self) -> Tensor:
+        """A weight tensor whose dtype and device the inputs must have."""
+        return self.layer_weights()[0].w_ih
+
+    @property
     def active_backend(self) -> str:
         """Name of the backend that runs this module with its parameters' device and dtype."""
-        like = next(self.parameters())
-        return backends.resolve(self.backend, self.config, like, self._owner).name
+        return backends.resolve(self.backend, self.config, self._like(), self._owner).name
+
+    # -- pickling: the configuration travels as plain data ----------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        state["config"] = _config_as_data(self.config)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        if isinstance(state.get("config"), dict):
+            state["config"] = _config_from_data(state["config"])
+        super().__setstate__(state)
 
     # -- checks --------------------------------------------------------------------
 
-    def _check_tensor(self, name: str, t: Any, like: Tensor) -> None:
+    def _tensor(self, name: str, t: Any, like: Tensor) -> Tensor:
+        """`t`, checked to be a tensor of the parameters' dtype and device (under autocast,
+        a floating-point tensor of another dtype is cast to the parameters', as torch's RNNs accept it)."""
         owner = self._owner
         if not isinstance(t, Tensor):
-            raise TypeError(f"{owner}: {name} must be a Tensor; got {type(t).__name__}")
+            raise WrongType(owner, name, f"must be a Tensor; got {type(t).__name__}")
         if t.dtype != like.dtype:
-            raise ValueError(f"{owner}: {name}.dtype must equal the parameters' dtype={like.dtype}; got {t.dtype}")
+            if t.is_floating_point() and torch.is_autocast_enabled(t.device.type):
+                return t.to(like.dtype)
+            if name.startswith("input"):  # torch's wording, which its tests match
+                raise InvalidArgument(
+                    owner,
+                    name,
+                    f"dtype ({t.dtype}) does not match weight dtype ({like.dtype}) (RNN input dtype does not match "
+                    f"weight dtype). Convert input: input.to({like.dtype}), or convert model: model.to({t.dtype})",
+                )
+            raise InvalidArgument(owner, f"{name}.dtype", f"must equal the parameters' dtype={like.dtype}; got {t.dtype}")
         if t.device != like.device:
-            raise ValueError(f"{owner}: {name}.device must equal the parameters' device={like.device}; got {t.device}")
+            raise InvalidArgument(owner, f"{name}.device", f"must equal the parameters' device={like.device}; got {t.device}")
+        return t
 
-    def _check_state(self, hx: Any, batch: int, batched: bool, like: Tensor) -> tuple[Tensor, ...]:
-        """hx as a tuple of (L*D, B, S) tensors, checked; zeros when hx is None."""
+    def _input_size_error(self, got: int) -> LstmlabError:
+        return ShapeMismatch(
+            self._owner, "input.size(-1)", f"must be equal to input_size. Expected {self.input_size}, got {got}"
+        )
+
+    def _states(self, hx: Any, batch: int, batched: bool, like: Tensor) -> tuple[Tensor, ...]:
+        """hx as a tuple of (L*D, B, S) tensors, checked; zeros when hx is None.
+
+        A stack's hx has the leading (layers * directions) axis, a cell's has not; a batched
+        input needs a batched state and an unbatched input an unbatched one.
+        """
         owner, sizes = self._owner, self.config.state_sizes
         leading = (len(self._suffixes),)
         if hx is None:
             return tuple(like.new_zeros(leading + (batch, size)) for size in sizes)
-        names = ("hx",) if len(sizes) == 1 else ("h_0", "c_0", "a_0")[: len(sizes)]
-        if len(sizes) == 1:
-            parts = (hx,)
-        else:
+        single = len(sizes) == 1
+        names = ("hx",) if single else self._state_names[: len(sizes)]
+        if single:
+            if isinstance(hx, (tuple, list)):
+                raise WrongType(owner, "hx", f"must be a Tensor; got {type(hx).__name__}")
+            parts: tuple[Any, ...] = (hx,)
+        else:  # a tensor is not a tuple of tensors, even one whose first axis has the right length
             if not isinstance(hx, (tuple, list)) or len(hx) != len(sizes):
-                raise ValueError(
-                    f"{owner}: hx must be a tuple ({', '.join(names)}) of {len(sizes)} tensors; got {type(hx).__name__}"
-                    + (f" of length {len(hx)}" if isinstance(hx, (tuple, list)) else "")
+                length = f" of length {len(hx)}" if isinstance(hx, (tuple, list)) else ""
+                raise ShapeMismatch(
+                    owner, "hx", f"must be a tuple ({', '.join(names)}) of {len(sizes)} tensors; got {type(hx).__name__}{length}"
                 )
             parts = tuple(hx)
         states = []
-        for name, part, size in zip(names, parts, sizes):
-            self._check_tensor(name, part, like)
-            expected = leading + ((batch,) if batched else ()) + (size,)
+        for k, (name, part, size) in enumerate(zip(names, parts, sizes)):
+            part = self._tensor(name, part, like)
+            expected = (() if self._is_cell else leading) + ((batch,) if batched else ()) + (size,)
             if tuple(part.shape) != expected:
-                raise ValueError(f"{owner}: {name} must have shape {expected}; got {tuple(part.shape)}")
-            states.append(part if batched else part.unsqueeze(1))
+                raise self._state_shape_error(k, name, tuple(part.shape), expected, batch, batched, single)
+            states.append(part.reshape(leading + (batch, size)))
         return tuple(states)
+
+    def _state_shape_error(
+        self, k: int, name: str, shape: tuple[int, ...], expected: tuple[int, ...], batch: int, batched: bool, single: bool
+    ) -> LstmlabError:
+        return ShapeMismatch(self._owner, name, f"must have shape {expected}; got {shape}")
 
     def _check_packed(self, packed: PackedSequence) -> None:
         owner = self._owner
         sizes = packed.batch_sizes
         if sizes.dim() != 1 or len(sizes) == 0 or bool((sizes <= 0).any()) or bool((sizes[1:] > sizes[:-1]).any()):
-            raise ValueError(
-                f"{owner}: a PackedSequence's batch_sizes must be positive and non-increasing "
-                f"(lengths in [1, T]); got {sizes.tolist()}"
+            raise InvalidArgument(
+                owner,
+                "input.batch_sizes",
+                f"(of a PackedSequence) must be positive and non-increasing (lengths in [1, T]); got {sizes.tolist()}",
             )
         if int(sizes.sum()) != packed.data.shape[0]:
-            raise ValueError(
-                f"{owner}: a PackedSequence's batch_sizes must sum to data.size(0)={packed.data.shape[0]}; got {int(sizes.sum())}"
+            raise ShapeMismatch(
+                owner,
+                "input.batch_sizes",
+                f"(of a PackedSequence) must sum to data.size(0)={packed.data.shape[0]}; got {int(sizes.sum())}",
             )
 
     # -- the computation -----------------------------------------------------------
 
-    def _run(self, input: Any, hx: Any) -> tuple[Any, tuple[Tensor, ...], bool]:
-        """Check, convert to time-major padded form, run the backend, convert back."""
+    def _compute(self, x: Tensor, lengths: Tensor | None, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """Run the stack on time-major x (T, B, I) from state (each (L*D, B, S)).
+
+        T = 0 returns an empty output and the initial state: zero steps change nothing.
+        (torch raises for T = 0; a caller that streams chunks may well send an empty one.)
+        """
+        if x.shape[0] == 0:
+            return x.new_zeros(0, x.shape[1], self.config.num_directions * self.config.output_size), state
+        backend = backends.resolve(self.backend, self.config, x, self._owner)
+        return backend.run(self.config, x, lengths, state, self.layer_weights(), self.training)
+
+    def _run(self, input: Any, hx: Any) -> tuple[Any, tuple[Tensor, ...]]:
+        """A stack's forward: check, convert to time-major padded form, compute, convert back."""
         owner = self._owner
-        like = next(self.parameters())
+        like = self._like()
         packed = isinstance(input, PackedSequence)
         lengths = None
         if packed:
             self._check_packed(input)
-            self._check_tensor("input.data", input.data, like)
-            if input.data.dim() != 2:
-                raise ValueError(f"{owner}: a PackedSequence's data must be 2-D; got {input.data.dim()}-D")
-            x, lengths = pad_packed_sequence(input)
+            data = self._tensor("input.data", input.data, like)
+            if data.dim() != 2:
+                raise ShapeMismatch(owner, "input.data", f"(of a PackedSequence) must be 2-D; got {data.dim()}-D")
+            x, lengths = pad_packed_sequence(input._replace(data=data))
             batched = True
         else:
-            self._check_tensor("input", input, like)
+            input = self._tensor("input", input, like)
             if input.dim() not in (2, 3):
-                raise ValueError(
-                    f"{owner}: input must be 2-D (T, input_size) or 3-D (T, B, input_size) "
-                    f"(batch_first: (B, T, input_size)); got {input.dim()}-D"
+                raise ShapeMismatch(
+                    owner,
+                    "input",
+                    "must be 2-D (T, input_size) or 3-D (T, B, input_size) "
+                    f"(batch_first: (B, T, input_size)); got {input.dim()}-D",
                 )
             batched = input.dim() == 3
             x = input if not batched else (input.transpose(0, 1) if self.batch_first else input)
             if not batched:
                 x = x.unsqueeze(1)
         if x.shape[-1] != self.input_size:
-            raise ValueError(f"{owner}: input.size(-1) must equal input_size={self.input_size}; got {x.shape[-1]}")
-        state = self._check_state(hx, x.shape[1], batched, like)
-        backend = backends.resolve(self.backend, self.config, like, owner)
-        if x.shape[0] == 0:
-            y = x.new_zeros(0, x.shape[1], self.config.num_directions * self.config.output_size)
-            final = state
-        else:
-            y, final = backend.run(self.config, x, lengths, state, self.layer_weights(), self.training)
+            raise self._input_size_error(x.shape[-1])
+        state = self._states(hx, x.shape[1], batched, like)
+        y, final = self._compute(x, lengths, state)
         if packed:
             order = input.sorted_indices
             if order is None:
@@ -215,19 +374,21 @@ class _Recurrent(nn.Module):
             final = tuple(s.squeeze(1) for s in final)
         elif self.batch_first:
             y = y.transpose(0, 1)
-        return y, final, batched
+        return y, final
 
     def extra_repr(self) -> str:
         parts = [f"{self.input_size}, {self.hidden_size}"]
-        defaults = {"num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0, "bidirectional": False, "proj_size": 0}
-        parts += [f"{k}={getattr(self, k)}" for k, v in defaults.items() if hasattr(self, k) and getattr(self, k) != v]
-        parts += self._extra_repr_parts()
+        # torch's order and defaults, so a module torch has prints as torch prints it
+        defaults = {"proj_size": 0, "num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0, "bidirectional": False}
+        parts += [f"{k}={getattr(self, k)}" for k in self._repr_fields(defaults) if getattr(self, k) != defaults[k]]
+        spec = self.config.spec
+        parts += [f"{k}={getattr(spec, k)!r}" for k in spec.__dataclass_fields__ if getattr(spec, k) != getattr(type(spec)(), k)]
         if self.backend != "auto":
             parts.append(f"backend={self.backend!r}")
         return ", ".join(parts)
 
-    def _extra_repr_parts(self) -> list[str]:
-        return []
+    def _repr_fields(self, defaults: dict[str, Any]) -> list[str]:
+        return list(defaults)
 
 
 def _stack_config(
@@ -240,22 +401,29 @@ def _stack_config(
     dropout: float,
     bidirectional: bool,
     proj_size: int = 0,
+    *,
+    cell: bool = False,
 ) -> StackConfig:
-    """Check the constructor arguments every stack shares; warn as torch does."""
+    """Check the constructor arguments every module shares; warn as torch does.
+
+    Cells accept hidden_size = 0, as torch's cells do (its stacks refuse it).
+    """
     _checks.positive_int(owner, "input_size", input_size)
-    _checks.positive_int(owner, "hidden_size", hidden_size)
+    (_checks.non_negative_int if cell else _checks.positive_int)(owner, "hidden_size", hidden_size)
     _checks.positive_int(owner, "num_layers", num_layers)
     _checks.boolean(owner, "bias", bias)
     dropout = _checks.probability(owner, "dropout", dropout)
     _checks.boolean(owner, "bidirectional", bidirectional)
     _checks.non_negative_int(owner, "proj_size", proj_size)
-    if proj_size >= hidden_size:
-        raise ValueError(f"{owner}: proj_size must be smaller than hidden_size={hidden_size}; got {proj_size}")
+    if proj_size and not isinstance(spec, LSTMSpec):  # torch's wording
+        raise InvalidArgument(owner, "proj_size", f"argument is only supported for LSTM, not RNN or GRU; got {proj_size}")
+    if proj_size and proj_size >= hidden_size:
+        raise InvalidArgument(owner, "proj_size", f"must be smaller than hidden_size={hidden_size}; got {proj_size}")
     if dropout > 0 and num_layers == 1:
         warnings.warn(
             f"{owner}: dropout={dropout} applies between layers only, so it does nothing with num_layers=1",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     return StackConfig(spec, input_size, hidden_size, num_layers, bias, dropout, bidirectional, proj_size)
 
@@ -265,38 +433,43 @@ def _suffixes(num_layers: int, bidirectional: bool) -> list[str]:
     return [f"_l{layer}{direction}" for layer in range(num_layers) for direction in directions]
 
 
-def _spec_for(owner: str, make: Callable[[], _Spec]) -> _Spec:
-    """`make()`, with an error of the cell spec ("GRU: reset must ...") named for `owner` ("GRUCell: ...")."""
-    try:
-        return make()
-    except (TypeError, ValueError) as error:
-        family, _, rest = str(error).partition(": ")
-        if not rest or owner == family or not owner.startswith(family):
-            raise
-        raise type(error)(f"{owner}: {rest}") from None
+_LSTM_FLAGS = (
+    "peephole",
+    "coupled",
+    "input_gate",
+    "forget_gate",
+    "output_gate",
+    "input_activation",
+    "output_activation",
+    "gate_recurrence",
+)
 
 
-def _lstm_spec(owner: str, variant: str | None, flags: dict[str, Any]) -> LSTMSpec:
-    """The cell the flags and variant give; a flag left None is not given (torch's LSTM, or the variant's)."""
-    given = {name: value for name, value in flags.items() if value is not None}
+def _lstm_spec(owner: str, variant: str | None, arguments: dict[str, Any]) -> LSTMSpec:
+    """The cell the flags among `arguments` and `variant` give; a flag left None is not given
+    (torch's LSTM, or the variant's)."""
+    given = {name: arguments[name] for name in _LSTM_FLAGS if arguments[name] is not None}
     for name in ("peephole", "coupled", "input_gate", "forget_gate", "output_gate", "gate_recurrence"):
         if name in given:
             _checks.boolean(owner, name, given[name])
-    return _spec_for(owner, lambda: spec_from_flags(variant, **given))
+    try:
+        return spec_from_flags(variant, **given)
+    except LstmlabError as error:
+        raise error.relabel(owner=owner) from None
 
 
 def _apply_forget_bias(module: _Recurrent, forget_bias: float) -> None:
     """Add `forget_bias` to the forget gate's block of every bias_ih."""
     owner, spec = module._owner, module.config.spec
     if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float)) or not math.isfinite(forget_bias):
-        raise ValueError(f"{owner}: forget_bias must be a finite number; got {forget_bias!r}")
+        raise InvalidArgument(owner, "forget_bias", f"must be a finite number; got {forget_bias!r}")
     if forget_bias == 0:
         return
     assert isinstance(spec, LSTMSpec)
     if "f" not in spec.gates:
-        raise ValueError(f"{owner}: forget_bias needs a forget gate with its own weights; this cell has gates {spec.gates}")
+        raise InvalidArgument(owner, "forget_bias", f"needs a forget gate with its own weights; this cell has gates {spec.gates}")
     if not module.bias:
-        raise ValueError(f"{owner}: forget_bias needs bias=True; got bias=False")
+        raise InvalidArgument(owner, "forget_bias", "needs bias=True; got bias=False")
     k, H = spec.gates.index("f"), module.hidden_size
     with torch.no_grad():
         for suffix in module._suffixes:
@@ -307,49 +480,52 @@ class _FromTorch:
     """from_torch / to_torch for the modules whose configuration torch has."""
 
     _torch_class: type[nn.Module]
-
-    def _torch_kwargs(self) -> dict[str, Any]:
-        raise NotImplementedError
+    _torch_args: tuple[str, ...]
 
     @classmethod
     def from_torch(cls, module: nn.Module, **kwargs: Any) -> Any:
-        """A copy of the torch module `module`, parameters included (kwargs: e.g. backend)."""
+        """A copy of the torch module `module`, parameters included.
+
+        kwargs are lstmlab's own arguments (e.g. backend="fused"); one that changes the
+        parameters' shapes (a variant with peepholes, fewer gates) cannot take torch's weights
+        and is refused.
+        """
+        name = f"{cls.__name__}.from_torch"
         if not isinstance(module, cls._torch_class):
-            raise TypeError(
-                f"{cls.__name__}.from_torch: module must be a {cls._torch_class.__name__}; got {type(module).__name__}"
-            )
-        args = {name: getattr(module, name) for name in _torch_args(module)}
+            raise WrongType(name, "module", f"must be a {cls._torch_class.__name__}; got {type(module).__name__}")
+        args = {arg: getattr(module, arg) for arg in cls._torch_args}
         first = next(module.parameters())
         ours = cls(**args, **kwargs, device=first.device, dtype=first.dtype)
-        ours.load_state_dict(module.state_dict())
+        theirs = module.state_dict()
+        mine = ours.state_dict()
+        differ = sorted(k for k in set(theirs) | set(mine) if theirs.get(k, mine.get(k)).shape != mine.get(k, theirs[k]).shape)
+        if differ:
+            given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+            raise InvalidArgument(
+                name,
+                given or "module",
+                f"gives parameters that torch's {type(module).__name__} lacks or shapes it does not have "
+                f"({', '.join(differ)}); from_torch copies torch's cell as it is",
+            )
+        ours.load_state_dict(theirs)
         ours.train(module.training)
         return ours
 
     def to_torch(self) -> nn.Module:
         """The equivalent torch module, parameters copied; raises if torch has no such cell."""
         owner = self._owner  # type: ignore[attr-defined]
-        if backends.get("native").unsupported(self.config, next(self.parameters())) is not None:  # type: ignore[attr-defined]
-            raise ValueError(f"{owner}.to_torch: torch has no equivalent of this cell ({self.config.spec})")  # type: ignore[attr-defined]
-        first = next(self.parameters())  # type: ignore[attr-defined]
-        theirs = self._torch_class(**self._torch_kwargs(), device=first.device, dtype=first.dtype)
+        config: StackConfig = self.config  # type: ignore[attr-defined]
+        if torch_mode(config.spec) is None:
+            raise Unsupported(f"{owner}.to_torch", "", f"torch has no equivalent of this cell ({config.spec})")
+        first = self._like()  # type: ignore[attr-defined]
+        kwargs = {arg: getattr(self, arg) for arg in self._torch_args}
+        theirs = self._torch_class(**kwargs, device=first.device, dtype=first.dtype)
         theirs.load_state_dict(self.state_dict())  # type: ignore[attr-defined]
         theirs.train(self.training)  # type: ignore[attr-defined]
         return theirs
 
 
-def _torch_args(module: nn.Module) -> list[str]:
-    names = ["input_size", "hidden_size"]
-    if isinstance(module, nn.RNNBase):
-        names += ["num_layers", "bias", "batch_first", "dropout", "bidirectional"]
-        if isinstance(module, nn.LSTM):
-            names.append("proj_size")
-        if isinstance(module, nn.RNN):
-            names.append("nonlinearity")
-    else:
-        names.append("bias")
-        if isinstance(module, nn.RNNCell):
-            names.append("nonlinearity")
-    return names
+_STACK_ARGS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional")
 
 
 class LSTM(_FromTorch, _Recurrent):
@@ -360,7 +536,10 @@ class LSTM(_FromTorch, _Recurrent):
     them by name (see `lstmlab.VARIANTS`): "vanilla", "peephole", "NP", "NIG", "NFG",
     "NOG", "NIAF", "NOAF", "CIFG", "FGR"; a flag given with a variant must agree with it.
     `forget_bias` is added to the forget gate's initial bias.
-    `backend`: "auto" (default), "native", "eager", "reference" (see `lstmlab.backends`).
+    `backend` (see `lstmlab.backends`): "auto" (default: the fastest that runs the
+    configuration, from measurements), "fused" (C++ CPU kernels), "native" (torch's own
+    kernels; torch's LSTM only), "eager" (per-step torch ops; any device), "reference"
+    (NumPy, float64, hand-written BPTT). Settable later, as are `dropout` and `batch_first`.
 
     Shapes (D = 2 if bidirectional else 1, H_out = proj_size or hidden_size):
         input: (T, B, input_size), (B, T, input_size) with batch_first, (T, input_size)
@@ -378,6 +557,7 @@ class LSTM(_FromTorch, _Recurrent):
 
     _owner = "LSTM"
     _torch_class = nn.LSTM
+    _torch_args = (*_STACK_ARGS, "proj_size")
 
     def __init__(
         self,
@@ -404,39 +584,34 @@ class LSTM(_FromTorch, _Recurrent):
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        flags = dict(
-            peephole=peephole,
-            coupled=coupled,
-            input_gate=input_gate,
-            forget_gate=forget_gate,
-            output_gate=output_gate,
-            input_activation=input_activation,
-            output_activation=output_activation,
-            gate_recurrence=gate_recurrence,
-        )
-        spec = _lstm_spec("LSTM", variant, flags)
+        spec = _lstm_spec("LSTM", variant, locals())
         config = _stack_config("LSTM", spec, input_size, hidden_size, num_layers, bias, dropout, bidirectional, proj_size)
         super().__init__(config, batch_first, backend, _suffixes(num_layers, bidirectional), device, dtype)
-        self.variant = variant
+        self._variant = variant
         _apply_forget_bias(self, forget_bias)
 
+    @property
+    def variant(self) -> str | None:
+        """The variant name given to the constructor, or None."""
+        return self._variant
+
+    @variant.setter
+    def variant(self, value: str | None) -> None:
+        if value != self._variant:
+            raise FixedAttribute(self._owner, "variant", f"cannot change after construction: is {self._variant!r}, got {value!r}")
+
     def forward(self, input: Tensor | PackedSequence, hx: tuple[Tensor, ...] | None = None) -> tuple[Any, tuple[Tensor, ...]]:
-        y, final, _ = self._run(input, hx)
-        return y, final
-
-    def _torch_kwargs(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _torch_args(nn.LSTM(1, 1))}
-
-    def _extra_repr_parts(self) -> list[str]:
-        return _spec_repr(self.config.spec, LSTMSpec())
+        return self._run(input, hx)
 
 
 class GRU(_FromTorch, _Recurrent):
     """Multi-layer GRU, a drop-in for torch.nn.GRU, with both reset conventions.
 
     Equations: `lstmlab.cells.gru`. `reset="after"` (default) is torch's GRU,
-    `reset="before"` Cho et al. 2014's. Shapes as torch.nn.GRU: input (T, B, input_size)
-    (or batch_first, unbatched, packed), hx (L*D, B, hidden_size); returns (output, h_n).
+    `reset="before"` Cho et al. 2014's (settable later: both have the same parameters).
+    Shapes as torch.nn.GRU: input (T, B, input_size) (or batch_first, unbatched, packed),
+    hx (L*D, B, hidden_size); returns (output, h_n). `proj_size` exists for torch's
+    signature and must be 0. `backend` as in `LSTM`.
 
     Example:
         >>> gru = GRU(10, 20, reset="before", batch_first=True)
@@ -447,6 +622,8 @@ class GRU(_FromTorch, _Recurrent):
 
     _owner = "GRU"
     _torch_class = nn.GRU
+    _torch_args = _STACK_ARGS
+    _state_names = ("hx",)
 
     def __init__(
         self,
@@ -457,32 +634,37 @@ class GRU(_FromTorch, _Recurrent):
         batch_first: bool = False,
         dropout: float = 0.0,
         bidirectional: bool = False,
+        proj_size: int = 0,
         *,
         reset: str = "after",
         backend: str = "auto",
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        spec = GRUSpec(reset=reset)
-        config = _stack_config("GRU", spec, input_size, hidden_size, num_layers, bias, dropout, bidirectional)
+        spec = _spec("GRU", lambda: GRUSpec(reset=reset))
+        config = _stack_config("GRU", spec, input_size, hidden_size, num_layers, bias, dropout, bidirectional, proj_size)
         super().__init__(config, batch_first, backend, _suffixes(num_layers, bidirectional), device, dtype)
-        self.reset = reset
+
+    @property
+    def reset(self) -> str:
+        """Where the reset gate acts: "after" the recurrent product (torch) or "before" it (Cho et al. 2014)."""
+        return self.config.spec.reset
+
+    @reset.setter
+    def reset(self, value: str) -> None:
+        self._set_spec(lambda: GRUSpec(reset=value))
 
     def forward(self, input: Tensor | PackedSequence, hx: Tensor | None = None) -> tuple[Any, Tensor]:
-        y, final, _ = self._run(input, hx)
+        y, final = self._run(input, hx)
         return y, final[0]
-
-    def _torch_kwargs(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _torch_args(nn.GRU(1, 1))}
-
-    def _extra_repr_parts(self) -> list[str]:
-        return _spec_repr(self.config.spec, GRUSpec())
 
 
 class RNN(_FromTorch, _Recurrent):
     """Multi-layer Elman RNN, a drop-in for torch.nn.RNN.
 
     Equation: `lstmlab.cells.rnn`. Shapes as torch.nn.RNN; returns (output, h_n).
+    `nonlinearity` is settable later; `proj_size` exists for torch's signature and must
+    be 0. `backend` as in `LSTM`.
 
     Example:
         >>> rnn = RNN(10, 20, nonlinearity="relu")
@@ -493,6 +675,8 @@ class RNN(_FromTorch, _Recurrent):
 
     _owner = "RNN"
     _torch_class = nn.RNN
+    _torch_args = (*_STACK_ARGS, "nonlinearity")
+    _state_names = ("hx",)
 
     def __init__(
         self,
@@ -504,87 +688,101 @@ class RNN(_FromTorch, _Recurrent):
         batch_first: bool = False,
         dropout: float = 0.0,
         bidirectional: bool = False,
+        proj_size: int = 0,
         *,
         backend: str = "auto",
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        spec = RNNSpec(nonlinearity=nonlinearity)
-        config = _stack_config("RNN", spec, input_size, hidden_size, num_layers, bias, dropout, bidirectional)
+        spec = _spec("RNN", lambda: RNNSpec(nonlinearity=nonlinearity))
+        config = _stack_config("RNN", spec, input_size, hidden_size, num_layers, bias, dropout, bidirectional, proj_size)
         super().__init__(config, batch_first, backend, _suffixes(num_layers, bidirectional), device, dtype)
-        self.nonlinearity = nonlinearity
+
+    @property
+    def nonlinearity(self) -> str:
+        """The activation: "tanh" or "relu"."""
+        return self.config.spec.nonlinearity
+
+    @nonlinearity.setter
+    def nonlinearity(self, value: str) -> None:
+        self._set_spec(lambda: RNNSpec(nonlinearity=value))
 
     def forward(self, input: Tensor | PackedSequence, hx: Tensor | None = None) -> tuple[Any, Tensor]:
-        y, final, _ = self._run(input, hx)
+        y, final = self._run(input, hx)
         return y, final[0]
 
-    def _torch_kwargs(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _torch_args(nn.RNN(1, 1))}
 
-    def _extra_repr_parts(self) -> list[str]:
-        return _spec_repr(self.config.spec, RNNSpec())
-
-
-def _spec_repr(spec: Any, default: Any) -> list[str]:
-    return [f"{k}={getattr(spec, k)!r}" for k in spec.__dataclass_fields__ if getattr(spec, k) != getattr(default, k)]
+def _spec(owner: str, make: Any) -> Any:
+    """`make()`, with an error of the cell spec ("GRU: reset must ...") named for `owner`."""
+    try:
+        return make()
+    except LstmlabError as error:
+        raise error.relabel(owner=owner) from None
 
 
 # -- single steps ---------------------------------------------------------------------
 
 
 class _Cell(_Recurrent):
-    """One step of a cell: torch's *Cell signatures, computed by the same backends."""
+    """One step of a cell: torch's *Cell signatures and error wording, computed by the same backends."""
+
+    _is_cell = True
+    _state_names = ("h", "c", "a")
 
     def __init__(
         self, spec: CellSpec, input_size: int, hidden_size: int, bias: bool, backend: str, device: Any, dtype: Any
     ) -> None:
-        config = _stack_config(self._owner, spec, input_size, hidden_size, 1, bias, 0.0, False)
+        config = _stack_config(self._owner, spec, input_size, hidden_size, 1, bias, 0.0, False, cell=True)
         super().__init__(config, False, backend, [""], device, dtype)
 
-    def _step(self, input: Tensor, hx: Any) -> tuple[Tensor, ...]:
+    def _step(self, input: Any, hx: Any) -> tuple[Tensor, ...]:
         owner = self._owner
-        like = next(self.parameters())
-        self._check_tensor("input", input, like)
+        like = self._like()
+        input = self._tensor("input", input, like)
         if input.dim() not in (1, 2):
-            raise ValueError(f"{owner}: input must be 1-D (input_size,) or 2-D (B, input_size); got {input.dim()}-D")
+            raise ShapeMismatch(
+                owner,
+                "input",
+                f"must be 1-D (input_size,) or 2-D (B, input_size); got {input.dim()}-D "
+                f"(Expected input to be 1D or 2D, got {input.dim()}D instead)",
+            )
         batched = input.dim() == 2
         x = input if batched else input.unsqueeze(0)
         if x.shape[-1] != self.input_size:
-            raise ValueError(f"{owner}: input.size(-1) must equal input_size={self.input_size}; got {x.shape[-1]}")
-        if hx is not None:  # the stack's checks expect a leading (layers * directions) axis of 1
-            parts = tuple(p.reshape(1, x.shape[0], -1) for p in self._check_cell_state(hx, x.shape[0], batched, like))
-            hx = parts if len(parts) > 1 else parts[0]
-        state = self._check_state(hx, x.shape[0], True, like)
-        backend = backends.resolve(self.backend, self.config, like, owner)
-        _, final = backend.run(self.config, x.unsqueeze(0), None, state, self.layer_weights(), self.training)
+            raise self._input_size_error(x.shape[-1])
+        state = self._states(hx, x.shape[0], batched, like)
+        _, final = self._compute(x.unsqueeze(0), None, state)
         return tuple(s[0] if batched else s[0, 0] for s in final)
 
-    def _check_cell_state(self, hx: Any, batch: int, batched: bool, like: Tensor) -> tuple[Tensor, ...]:
-        """hx as a tuple of (B, S) tensors ((S,) unbatched), checked."""
-        owner, sizes = self._owner, self.config.state_sizes
-        names = ("hx",) if len(sizes) == 1 else ("h", "c", "a")[: len(sizes)]
-        if len(sizes) == 1:
-            parts = (hx,)
-        else:  # a tensor is not a tuple of tensors, even one whose first axis has the right length
-            if not isinstance(hx, (tuple, list)) or len(hx) != len(sizes):
-                raise ValueError(
-                    f"{owner}: hx must be a tuple ({', '.join(names)}) of {len(sizes)} tensors; got {type(hx).__name__}"
-                    + (f" of length {len(hx)}" if isinstance(hx, (tuple, list)) else "")
-                )
-            parts = tuple(hx)
-        for name, part, size in zip(names, parts, sizes):
-            self._check_tensor(name, part, like)
-            expected = ((batch,) if batched else ()) + (size,)
-            if tuple(part.shape) != expected:
-                raise ValueError(f"{owner}: {name} must have shape {expected}; got {tuple(part.shape)}")
-        return parts
+    def _input_size_error(self, got: int) -> LstmlabError:  # torch's cells' wording
+        return ShapeMismatch(self._owner, "input", f"has inconsistent input_size: got {got} expected {self.input_size}")
+
+    def _state_shape_error(
+        self, k: int, name: str, shape: tuple[int, ...], expected: tuple[int, ...], batch: int, batched: bool, single: bool
+    ) -> LstmlabError:
+        owner, torch_name = self._owner, f"hidden{k}"
+        if len(shape) not in (1, 2):
+            label = "hidden" if single else f"hx[{k}]"
+            rank = len(shape)
+            detail = f"must be 1-D or 2-D; got {rank}-D (Expected {label} to be 1D or 2D, got {rank}D instead)"
+            return ShapeMismatch(owner, name, detail)
+        if batched and len(shape) == 2 and shape[0] != batch:
+            return ShapeMismatch(owner, "Input", f"batch size {batch} doesn't match {torch_name} batch size {shape[0]} ({name})")
+        if len(shape) == len(expected) and shape[-1] != expected[-1]:
+            return ShapeMismatch(
+                owner, torch_name, f"has inconsistent hidden_size: got {shape[-1]}, expected {expected[-1]} ({name})"
+            )
+        return ShapeMismatch(owner, name, f"must have shape {expected}; got {shape}")
+
+    def _repr_fields(self, defaults: dict[str, Any]) -> list[str]:
+        return ["bias"]
 
 
 class LSTMCell(_FromTorch, _Cell):
     """One LSTM step, a drop-in for torch.nn.LSTMCell, with the flags of `LSTM`.
 
     input (B, input_size) or (input_size,); hx (h, c) each (B, hidden_size) (FGR: (h, c, a))
-    or None; returns (h', c') (FGR: (h', c', a')).
+    or None; returns (h', c') (FGR: (h', c', a')). `backend` as in `LSTM`.
 
     Example:
         >>> cell = LSTMCell(10, 20, peephole=True)
@@ -593,6 +791,7 @@ class LSTMCell(_FromTorch, _Cell):
 
     _owner = "LSTMCell"
     _torch_class = nn.LSTMCell
+    _torch_args = ("input_size", "hidden_size", "bias")
 
     def __init__(
         self,
@@ -614,28 +813,15 @@ class LSTMCell(_FromTorch, _Cell):
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        flags = dict(
-            peephole=peephole,
-            coupled=coupled,
-            input_gate=input_gate,
-            forget_gate=forget_gate,
-            output_gate=output_gate,
-            input_activation=input_activation,
-            output_activation=output_activation,
-            gate_recurrence=gate_recurrence,
-        )
-        super().__init__(_lstm_spec("LSTMCell", variant, flags), input_size, hidden_size, bias, backend, device, dtype)
-        self.variant = variant
+        spec = _lstm_spec("LSTMCell", variant, locals())
+        super().__init__(spec, input_size, hidden_size, bias, backend, device, dtype)
+        self._variant = variant
         _apply_forget_bias(self, forget_bias)
+
+    variant = LSTM.variant
 
     def forward(self, input: Tensor, hx: tuple[Tensor, ...] | None = None) -> tuple[Tensor, ...]:
         return self._step(input, hx)
-
-    def _torch_kwargs(self) -> dict[str, Any]:
-        return {"input_size": self.input_size, "hidden_size": self.hidden_size, "bias": self.bias}
-
-    def _extra_repr_parts(self) -> list[str]:
-        return _spec_repr(self.config.spec, LSTMSpec())
 
 
 class GRUCell(_FromTorch, _Cell):
@@ -649,6 +835,7 @@ class GRUCell(_FromTorch, _Cell):
 
     _owner = "GRUCell"
     _torch_class = nn.GRUCell
+    _torch_args = ("input_size", "hidden_size", "bias")
 
     def __init__(
         self,
@@ -661,15 +848,13 @@ class GRUCell(_FromTorch, _Cell):
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        spec = _spec_for("GRUCell", lambda: GRUSpec(reset=reset))
+        spec = _spec("GRUCell", lambda: GRUSpec(reset=reset))
         super().__init__(spec, input_size, hidden_size, bias, backend, device, dtype)
-        self.reset = reset
+
+    reset = GRU.reset
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         return self._step(input, hx)[0]
-
-    def _torch_kwargs(self) -> dict[str, Any]:
-        return {"input_size": self.input_size, "hidden_size": self.hidden_size, "bias": self.bias}
 
 
 class RNNCell(_FromTorch, _Cell):
@@ -683,6 +868,7 @@ class RNNCell(_FromTorch, _Cell):
 
     _owner = "RNNCell"
     _torch_class = nn.RNNCell
+    _torch_args = ("input_size", "hidden_size", "bias", "nonlinearity")
 
     def __init__(
         self,
@@ -695,17 +881,10 @@ class RNNCell(_FromTorch, _Cell):
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        spec = _spec_for("RNNCell", lambda: RNNSpec(nonlinearity=nonlinearity))
+        spec = _spec("RNNCell", lambda: RNNSpec(nonlinearity=nonlinearity))
         super().__init__(spec, input_size, hidden_size, bias, backend, device, dtype)
-        self.nonlinearity = nonlinearity
+
+    nonlinearity = RNN.nonlinearity
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         return self._step(input, hx)[0]
-
-    def _torch_kwargs(self) -> dict[str, Any]:
-        return {
-            "input_size": self.input_size,
-            "hidden_size": self.hidden_size,
-            "bias": self.bias,
-            "nonlinearity": self.nonlinearity,
-        }

@@ -277,9 +277,8 @@ def test_without_a_compiler_auto_warns_once_and_fused_raises(monkeypatch: pytest
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             module(x)  # warned once already
-        module.backend = "fused"
         with pytest.raises(ValueError, match=r"backend='fused' cannot run this configuration: .*could not be compiled"):
-            module(x)
+            module.backend = "fused"
     finally:
         monkeypatch.undo()
         loader.reset()

@@ -20,6 +20,7 @@ from lstmlab.backends.fused import FusedBackend
 from lstmlab.backends.native import NativeBackend
 from lstmlab.backends.reference import ReferenceBackend
 from lstmlab.cells import torch_mode
+from lstmlab.errors import InvalidArgument, Unsupported
 
 _REGISTRY: dict[str, Backend] = {}
 
@@ -69,7 +70,7 @@ def auto_order(config: StackConfig) -> tuple[str, ...]:
     if kind is None:
         return ("fused", "native", "eager")
     table = FUSED_OVER_NATIVE[kind]
-    nearest = min(table, key=lambda size: abs(math.log(size / config.hidden_size)))
+    nearest = min(table, key=lambda size: abs(math.log(size / max(config.hidden_size, 1))))
     train, infer = table[nearest]
     return ("fused", "native", "eager") if train * infer < 1.0 else ("native", "fused", "eager")
 
@@ -82,7 +83,7 @@ def get(name: str) -> Backend:
 def resolve(name: str, config: StackConfig, x: torch.Tensor, owner: str = "RNN") -> Backend:
     """The backend that will run `config` on tensors like `x`.
 
-    Raises ValueError naming the reason when an explicitly chosen backend cannot run it.
+    Raises `Unsupported` (a ValueError) naming the reason when an explicitly chosen backend cannot run it.
     """
     if name == "auto":
         for candidate in auto_order(config):
@@ -95,11 +96,11 @@ def resolve(name: str, config: StackConfig, x: torch.Tensor, owner: str = "RNN")
             _warn_unavailable(candidate, reason)
         raise AssertionError("the eager backend runs every configuration")
     if name not in _REGISTRY:
-        raise ValueError(f"{owner}: backend must be one of {', '.join(names())}; got {name!r}")
+        raise InvalidArgument(owner, "backend", f"must be one of {', '.join(names())}; got {name!r}")
     backend = _REGISTRY[name]
     reason = backend.unsupported(config, x)
     if reason is not None:
-        raise ValueError(f"{owner}: backend={name!r} cannot run this configuration: {reason}")
+        raise Unsupported(owner, "backend", f"={name!r} cannot run this configuration: {reason}")
     return backend
 
 

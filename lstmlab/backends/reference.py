@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.autograd.function import once_differentiable
 
 from lstmlab import reference
 from lstmlab.backends.base import Layer, LayeredBackend, StackConfig
@@ -28,10 +29,15 @@ class _ReferenceLayer(torch.autograd.Function):
         lengths_np = None if lengths is None else lengths.numpy()
         y, final, tape = reference.forward(spec, _np(x), tuple(_np(s) for s in state), w_np, lengths_np)
         ctx.spec, ctx.w_np, ctx.tape, ctx.n_state = spec, w_np, tape, n_state
+        # The tape and w_np are NumPy views of these tensors: saving them lets autograd refuse a
+        # backward after any of them was modified in place, as it does for torch's own ops.
+        ctx.save_for_backward(x, *(t for t in tensors if t is not None))
         return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in (y, *final))
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, dy: torch.Tensor, *dfinal: torch.Tensor) -> Any:
+        ctx.saved_tensors  # noqa: B018 - raises "modified by an inplace operation" if a view went stale
         dx, dstate, dw = reference.backward(ctx.spec, ctx.w_np, ctx.tape, _np(dy), tuple(_np(d) for d in dfinal))
         as_tensor = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
         return (None, None, None, as_tensor(dx), *(as_tensor(d) for d in dstate), *(as_tensor(d) for d in dw))

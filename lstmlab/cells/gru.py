@@ -18,6 +18,7 @@ import numpy as np
 
 from lstmlab.cells.ops import Ops, split
 from lstmlab.cells.weights import LayerWeights
+from lstmlab.errors import InvalidArgument
 
 GATES = ("r", "z", "n")
 RESETS = ("after", "before")
@@ -31,7 +32,7 @@ class GRUSpec:
 
     def __post_init__(self) -> None:
         if self.reset not in RESETS:
-            raise ValueError(f"GRU: reset must be one of {', '.join(RESETS)}; got {self.reset!r}")
+            raise InvalidArgument("GRU", "reset", f"must be one of {', '.join(RESETS)}; got {self.reset!r}")
 
     gates = GATES
 

@@ -36,6 +36,7 @@ import numpy as np
 
 from lstmlab.cells.ops import Ops, activation_derivative, split
 from lstmlab.cells.weights import LayerWeights
+from lstmlab.errors import InvalidArgument, WrongType
 
 GATES = ("i", "f", "g", "o")  # torch's row order; every other order derives from it
 SIGMOID_GATES = ("i", "f", "o")
@@ -59,17 +60,14 @@ class LSTMSpec:
         for name in ("input_activation", "output_activation"):
             value = getattr(self, name)
             if value not in ACTIVATIONS:
-                raise ValueError(f"LSTM: {name} must be one of {', '.join(ACTIVATIONS)}; got {value!r}")
+                raise InvalidArgument("LSTM", name, f"must be one of {', '.join(ACTIVATIONS)}; got {value!r}")
         if self.coupled and not (self.input_gate and self.forget_gate):
             missing = "input_gate" if not self.input_gate else "forget_gate"
-            raise ValueError(
-                f"LSTM: coupled=True derives the forget gate from the input gate (f = 1 - i), "
-                f"so it needs both gates; got {missing}=False"
-            )
-        if self.peephole and not self.sigmoid_gates:
-            raise ValueError("LSTM: peephole=True needs at least one of the input, forget or output gates; got none")
-        if self.gate_recurrence and not self.sigmoid_gates:
-            raise ValueError("LSTM: gate_recurrence=True needs at least one of the input, forget or output gates; got none")
+            rule = "=True derives the forget gate from the input gate (f = 1 - i), so it needs both gates"
+            raise InvalidArgument("LSTM", "coupled", f"{rule}; got {missing}=False")
+        for flag in ("peephole", "gate_recurrence"):
+            if getattr(self, flag) and not self.sigmoid_gates:
+                raise InvalidArgument("LSTM", flag, "=True needs at least one of the input, forget or output gates; got none")
 
     @property
     def gates(self) -> tuple[str, ...]:
@@ -118,7 +116,7 @@ _BY_LOWER = {name.lower(): name for name in VARIANTS}
 def canonical_variant(name: str) -> str:
     """The variant's name as `VARIANTS` spells it, from any case ("cifg" -> "CIFG")."""
     if not isinstance(name, str) or name.lower() not in _BY_LOWER:
-        raise ValueError(f"LSTM: variant must be one of {', '.join(VARIANTS)}; got {name!r}")
+        raise InvalidArgument("LSTM", "variant", f"must be one of {', '.join(VARIANTS)}; got {name!r}")
     return _BY_LOWER[name.lower()]
 
 
@@ -135,16 +133,14 @@ def spec_from_flags(variant: str | None = None, **flags: Any) -> LSTMSpec:
     if variant is None:
         return replace(spec, **flags)
     if not isinstance(variant, str):
-        raise TypeError(f"LSTM: variant must be a str or None; got {type(variant).__name__}")
+        raise WrongType("LSTM", "variant", f"must be a str or None; got {type(variant).__name__}")
     name = canonical_variant(variant)
     variant_flags = VARIANTS[name][0]
     defaults = {field.name: field.default for field in fields(LSTMSpec)}
     for flag, value in flags.items():
         if value != variant_flags.get(flag, defaults[flag]):
-            raise ValueError(
-                f"LSTM: {flag}={value!r} conflicts with variant={name!r}, which sets "
-                f"{flag}={variant_flags.get(flag, defaults[flag])!r}"
-            )
+            wanted = variant_flags.get(flag, defaults[flag])
+            raise InvalidArgument("LSTM", flag, f"={value!r} conflicts with variant={name!r}, which sets {flag}={wanted!r}")
     return replace(spec, **variant_flags)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from lstmlab.cells.ops import Ops, activation_derivative
 from lstmlab.cells.weights import LayerWeights
+from lstmlab.errors import InvalidArgument
 
 NONLINEARITIES = ("tanh", "relu")
 
@@ -24,7 +25,9 @@ class RNNSpec:
 
     def __post_init__(self) -> None:
         if self.nonlinearity not in NONLINEARITIES:
-            raise ValueError(f"RNN: nonlinearity must be one of {', '.join(NONLINEARITIES)}; got {self.nonlinearity!r}")
+            # "Unknown nonlinearity" is torch's phrase; its tests match on it
+            detail = f"must be one of {', '.join(NONLINEARITIES)}; got {self.nonlinearity!r} (Unknown nonlinearity)"
+            raise InvalidArgument("RNN", "nonlinearity", detail)
 
     gates = ("h",)
 
