@@ -253,8 +253,8 @@ class _Recurrent(nn.Module):
                 raise InvalidArgument(
                     owner,
                     name,
-                    f"dtype ({t.dtype}) does not match weight dtype ({like.dtype}) (RNN input dtype does not match "
-                    f"weight dtype). Convert input: input.to({like.dtype}), or convert model: model.to({t.dtype})",
+                    f"must have the weights' dtype (RNN input dtype {t.dtype} does not match weight dtype {like.dtype}). "
+                    f"Convert input: input.to({like.dtype}), or convert model: model.to({t.dtype})",
                 )
             raise InvalidArgument(owner, f"{name}.dtype", f"must equal the parameters' dtype={like.dtype}; got {t.dtype}")
         if t.device != like.device:

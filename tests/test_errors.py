@@ -211,8 +211,8 @@ def test_input_feature_size(cls: type, shape: tuple[int, ...]) -> None:
 @pytest.mark.parametrize("cls", STACKS)
 def test_input_dtype_and_type(cls: type) -> None:
     message = (
-        f"{cls.__name__}: input dtype (torch.float64) does not match weight dtype (torch.float32) (RNN input dtype does not "
-        "match weight dtype). Convert input: input.to(torch.float32), or convert model: model.to(torch.float64)"
+        f"{cls.__name__}: input must have the weights' dtype (RNN input dtype torch.float64 does not match weight dtype "
+        "torch.float32). Convert input: input.to(torch.float32), or convert model: model.to(torch.float64)"
     )
     with raises(ValueError, message):
         cls(2, 3)(torch.zeros(4, 1, 2, dtype=F64))
@@ -337,7 +337,7 @@ def test_packed_data_is_checked() -> None:
     packed = pack_padded_sequence(torch.zeros(3, 2, 5), torch.tensor([3, 2]))
     with raises(RuntimeError, "LSTM: input.size(-1) must be equal to input_size. Expected 2, got 5"):
         lstmlab.LSTM(2, 3)(packed)
-    with raises(ValueError, "LSTM: input.data dtype (torch.float32) does not match weight dtype (torch.float64)"):
+    with raises(ValueError, "LSTM: input.data must have the weights' dtype (RNN input dtype torch.float32 does not match"):
         lstmlab.LSTM(5, 3, dtype=F64)(packed)
 
 
@@ -351,7 +351,7 @@ def test_cell_input(cls: type) -> None:
         cls(2, 3)(torch.zeros(1, 4, 2))
     with raises(RuntimeError, f"{name}: input has inconsistent input_size: got 5 expected 2"):
         cls(2, 3)(torch.zeros(4, 5))
-    with raises(ValueError, f"{name}: input dtype (torch.float64) does not match weight dtype (torch.float32)"):
+    with raises(ValueError, f"{name}: input must have the weights' dtype (RNN input dtype torch.float64"):
         cls(2, 3)(torch.zeros(4, 2, dtype=F64))
 
 
