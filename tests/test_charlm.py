@@ -14,11 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lstmlab import tasks
+from lstmlab.charlm.corpus import Streams, Vocabulary, default_text, minimum_length, split
+from lstmlab.charlm.sampling import generate, next_distribution
+from lstmlab.charlm.task import CharLM
 from lstmlab.cli import main
-from lstmlab.corpus import Streams, Vocabulary, default_text, minimum_length, split
 from lstmlab.models import CELLS
-from lstmlab.sampling import generate, next_distribution
-from lstmlab.tasks.charlm import CharLM
 from lstmlab.train import TrainConfig, Trainer, load_run
 
 PLAY = (
@@ -330,7 +330,7 @@ def test_inspect_asks_for_text_when_the_corpus_is_gone(play: Path, tmp_path: Pat
 
 
 def test_trace_matches_the_model(play: Path) -> None:
-    from lstmlab.activations import trace
+    from lstmlab.charlm.trace import trace
 
     for cell in ("lstm", "gru", "rnn", "cifg"):
         trainer = Trainer(tiny(play, cell=cell, steps=1))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lstmlab.plots import learning_curves, line_style
+from lstmlab.experiments.plots import learning_curves, line_style
 
 
 def test_every_curve_of_a_large_comparison_has_its_own_style() -> None:

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_comparison(comparison: Any, quiet: bool) -> dict[str, Any] | None:
     """Run `comparison` with progress bars, write curves.png and results.json; None if interrupted."""
-    from lstmlab import plots
+    from lstmlab.experiments import plots
     from lstmlab.train import Diverged
 
     start = time.perf_counter()

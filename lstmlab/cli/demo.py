@@ -21,7 +21,7 @@ from lstmlab.cli._training import fail, set_threads, table
 CELLS = "rnn,lstm,peephole,cifg,gru"
 # Chosen so that every gated cell solves the task well within the budget on every seed we
 # tried while the tanh RNN stays at the baseline, and the whole demo fits in 3 minutes on
-# two CPU cores (see docs/cli.md for the measurements).
+# two CPU cores (the measurements are in the README, under `make demo`).
 DEFAULTS = {"seq_len": 50, "hidden": 64, "batch": 64, "lr": 1e-2, "steps": 1500, "eval_every": 50, "eval_size": 500}
 
 
@@ -128,7 +128,8 @@ def _gradient_picture(comparison: Any, config: Any, out: Path) -> Path | None:
     """Gradient norm against lag for the RNN and the LSTM, at initialisation and trained."""
     import torch
 
-    from lstmlab import plots, tasks
+    from lstmlab import tasks
+    from lstmlab.experiments import plots
     from lstmlab.experiments.gradflow import gradient_by_lag
     from lstmlab.tasks.base import eval_rng
     from lstmlab.train import build_model

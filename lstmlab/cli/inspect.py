@@ -28,9 +28,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lstmlab.corpus import read_text
-    from lstmlab.inspect_page import build, render
-    from lstmlab.sampling import check_options
+    from lstmlab.charlm.corpus import read_text
+    from lstmlab.charlm.page import build, render
+    from lstmlab.charlm.sampling import check_options
 
     out = Path(args.out) if args.out is not None else Path(args.run_dir) / "report.html"
     try:

@@ -32,8 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lstmlab.sampling import check_options, default_prime, generate, model_step
-    from lstmlab.tasks.charlm import CharLM
+    from lstmlab.charlm.sampling import check_options, default_prime, generate, model_step
+    from lstmlab.charlm.task import CharLM
     from lstmlab.train import load_run
 
     try:

@@ -27,7 +27,7 @@ _REGISTRY: dict[str, tuple[str, dict[str, Any], str]] = {
     "reber": ("lstmlab.tasks.reber:EmbeddedReber", {}, "embedded Reber grammar, 1997 exp. 1"),
     "reber-continual": ("lstmlab.tasks.reber:ContinualReber", {}, "continual embedded Reber, Gers et al. 2000"),
     "long-lag": ("lstmlab.tasks.long_lag:LongLag", {}, "noise-free long-lag sequences, 1997 exp. 2a"),
-    "charlm": ("lstmlab.tasks.charlm:CharLM", {}, "character-level language model on any text (char-rnn)"),
+    "charlm": ("lstmlab.charlm.task:CharLM", {}, "character-level language model on any text (char-rnn)"),
 }
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lstmlab.corpus import Vocabulary
+from lstmlab.charlm.corpus import Vocabulary
 
 Step = Callable[[Tensor, Any], tuple[Tensor, Any]]
 """step(ids (T, 1) int64, time-major, state or None) -> (logits (T, 1, V), new state)."""

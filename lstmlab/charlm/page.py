@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lstmlab.activations import FEATURES, LEFT, RIGHT, Ranked, rank_cells, saturation, trace
 from lstmlab.cells import LSTMSpec
+from lstmlab.charlm.trace import FEATURES, LEFT, RIGHT, Ranked, rank_cells, saturation, trace
 
 GATE_COLOURS = {"i": "#1f77b4", "f": "#2ca02c", "o": "#d62728", "r": "#9467bd", "z": "#ff7f0e"}
 GATE_NAMES = {"i": "input gate", "f": "forget gate", "o": "output gate", "r": "reset gate", "z": "update gate"}
@@ -387,8 +387,8 @@ def build(
     validation text. The first `chars` characters are coloured; the first `analyse`
     (at least `chars`) feed the ranking and the saturation statistics.
     """
-    from lstmlab.sampling import default_prime, generate, model_step
-    from lstmlab.tasks.charlm import CharLM
+    from lstmlab.charlm.sampling import default_prime, generate, model_step
+    from lstmlab.charlm.task import CharLM
     from lstmlab.train import load_run
 
     for name, value in (("chars", chars), ("analyse", analyse)):

@@ -1,9 +1,9 @@
 """Character-level language modelling (char-rnn, Karpathy 2015) on any UTF-8 text.
 
 The corpus is a text file or, without one, the Python language reference that ships
-with CPython (`lstmlab.corpus.default_text`). Its first 90% trains, the last 10%
+with CPython (`lstmlab.charlm.corpus.default_text`). Its first 90% trains, the last 10%
 validates. Training batches are contiguous chunks of B parallel streams
-(`lstmlab.corpus.Streams`): batch k+1 continues batch k, so the trainer carries the
+(`lstmlab.charlm.corpus.Streams`): batch k+1 continues batch k, so the trainer carries the
 detached state across them (truncated BPTT) and restarts it with each pass over the
 text. Each pass first rotates the training text by an offset drawn from (seed, pass),
 so that the streams start at new places and the chunk boundaries move: the passes
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lstmlab import _checks
-from lstmlab.corpus import Streams, Vocabulary, check_length, default_text, read_text, split, split_point
+from lstmlab.charlm.corpus import Streams, Vocabulary, check_length, default_text, read_text, split, split_point
 from lstmlab.tasks.base import Batch, Predict, Task, train_rng
 
 _ROTATION = 0xC4A1  # salt of the per-pass rotation's random stream

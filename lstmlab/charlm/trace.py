@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from lstmlab.cells import GRUSpec, LayerWeights, LSTMSpec
-from lstmlab.cells.ops import NUMPY_OPS
+from lstmlab.cells.array_ops import NUMPY_OPS
 from lstmlab.reference import unroll
 
 LEFT, RIGHT = 0.1, 0.9
