@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 
@@ -36,22 +35,20 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from lstmlab import models
+    from lstmlab.cli._training import set_threads
+    from lstmlab.errors import InvalidArgument
     from lstmlab.experiments import speed
 
     cells = tuple(c.strip().lower() for c in args.cells.split(",") if c.strip())
     unknown = [c for c in cells if c not in models.CELLS]
     if unknown or not cells:
-        print(
-            f"lstmlab bench: --cells must be among {', '.join(models.CELLS)}; got {', '.join(unknown) or repr(args.cells)}",
-            file=sys.stderr,
-        )
-        return 2
+        got = ", ".join(unknown) or repr(args.cells)
+        raise InvalidArgument("bench", "--cells", f"must be among {', '.join(models.CELLS)}; got {got}")
     repeats = args.repeats or (3 if args.quick else 7)
     if repeats < 1:
-        print(f"lstmlab bench: --repeats must be positive; got {repeats}", file=sys.stderr)
-        return 2
+        raise InvalidArgument("bench", "--repeats", f"must be positive; got {repeats}")
     if args.threads is not None:
-        torch.set_num_threads(args.threads)
+        set_threads("bench", args.threads)
     grid = speed.QUICK_GRID if args.quick else speed.GRID
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {repeats} repeats; ms")
     header = f"{'cell':<10} {'T':>4} {'B x H':>9}  {'backend':<8} {'train':>9} {'/nn.LSTM':>8} {'infer':>9} {'/nn.LSTM':>8}"
