@@ -50,9 +50,11 @@ def parse_cells(command: str, text: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lstmlab.experiments import plots
     from lstmlab.experiments.compare import Comparison
 
     try:
+        plots.require("compare")
         cells = parse_cells("compare", args.cells)
         config = train_config("compare", args, cells[0])
         out = Path(args.out or Path("runs") / f"compare-{config.task}")

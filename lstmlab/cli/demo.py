@@ -60,11 +60,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from lstmlab.cli.compare import parse_cells, run_comparison
+    from lstmlab.experiments import plots
     from lstmlab.experiments.compare import Comparison
     from lstmlab.train import TrainConfig
 
     start = time.perf_counter()
     try:
+        plots.require("demo")
         cells = parse_cells("demo", args.cells)
         set_threads("demo", args.threads)
         config = TrainConfig(
