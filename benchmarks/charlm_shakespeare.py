@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from lstmlab.sampling import generate, model_step
+from lstmlab.charlm.sampling import generate, model_step
 from lstmlab.train import TrainConfig, Trainer
 
 TARGET = 1.52  # nats per character on the validation text within 15 minutes

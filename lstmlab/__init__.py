@@ -10,7 +10,7 @@ hand-written backpropagation through time: `lstmlab.reference`; backends:
 from lstmlab.cells import VARIANTS as _VARIANT_FLAGS
 from lstmlab.nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place it is written: pyproject.toml reads it from here
 
 VARIANTS: dict[str, str] = {name: description for name, (_, description) in _VARIANT_FLAGS.items()}
 """LSTM variant names accepted by `LSTM(variant=...)`, with one-line descriptions."""

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from lstmlab import _checks
 from lstmlab.cells.lstm import VARIANTS, canonical_variant, spec_from_flags
+from lstmlab.errors import InvalidArgument
 from lstmlab.nn import GRU, LSTM, RNN
 
 _FIXED_CELLS: dict[str, str] = {
@@ -33,7 +34,7 @@ CELLS: dict[str, str] = {**_FIXED_CELLS, **{name.lower(): description for name, 
 def cell_name(name: Any) -> str:
     """`name` normalised (lower case); an unknown name is an error."""
     if not isinstance(name, str) or name.lower() not in CELLS:
-        raise ValueError(f"models: cell must be one of {', '.join(CELLS)}; got {name!r}")
+        raise InvalidArgument("models", "cell", f"must be one of {', '.join(CELLS)}; got {name!r}")
     return name.lower()
 
 

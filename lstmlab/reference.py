@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from lstmlab.cells import CellSpec, LayerWeights, family
-from lstmlab.cells.ops import NUMPY_OPS, Ops
+from lstmlab.cells.array_ops import NUMPY_OPS, Ops
 
 
 @dataclass

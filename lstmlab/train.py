@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from lstmlab import __version__, _checks, tasks
+from lstmlab.errors import InvalidArgument, LstmlabError
 from lstmlab.models import SequenceModel, cell_name, detach_state, num_parameters
 from lstmlab.tasks.base import Batch, Task
 
@@ -51,8 +52,8 @@ METRICS = "metrics.jsonl"
 OPTIMIZERS = ("adam", "adamw")
 
 
-class Diverged(RuntimeError):
-    """The loss or the gradient norm stopped being finite; training stopped."""
+class Diverged(LstmlabError, RuntimeError):
+    """The loss or the gradient norm (the `argument`) stopped being finite; training stopped."""
 
 
 @dataclass
@@ -80,10 +81,12 @@ class TrainConfig:
     device: str = "cpu"
 
     def check(self) -> TrainConfig:
-        """Raise ValueError naming the field, the rule and the value; return self."""
+        """Raise an `lstmlab.errors.LstmlabError` naming the field (or the task option), the
+        rule and the value; return self. The task is built to check its options (cheap: tasks
+        read their data on first use)."""
         owner = "train"
         if self.task not in tasks.names():
-            raise ValueError(f"{owner}: task must be one of {', '.join(tasks.names())}; got {self.task!r}")
+            raise InvalidArgument(owner, "task", f"must be one of {', '.join(tasks.names())}; got {self.task!r}")
         self.cell = cell_name(self.cell)
         for name in ("hidden", "layers", "steps", "eval_every", "log_every"):
             _checks.positive_int(owner, name, getattr(self, name))
@@ -91,17 +94,18 @@ class TrainConfig:
         _checks.non_negative_int(owner, "seed", self.seed)
         _checks.one_of(owner, "optimizer", self.optimizer, OPTIMIZERS)
         _checks.probability(owner, "dropout", self.dropout)
+        task = tasks.get(self.task, **self.task_options)
         if self.forget_bias is None:
-            self.forget_bias = tasks.task_class(self.task).forget_bias
+            self.forget_bias = task.forget_bias
         for name in ("lr", "weight_decay", "clip", "forget_bias"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{owner}: {name} must be a finite number; got {value!r}")
+                raise InvalidArgument(owner, name, f"must be a finite number; got {value!r}")
         if self.lr <= 0:
-            raise ValueError(f"{owner}: lr must be positive; got {self.lr!r}")
+            raise InvalidArgument(owner, "lr", f"must be positive; got {self.lr!r}")
         for name in ("weight_decay", "clip"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{owner}: {name} must be non-negative (0 turns it off); got {getattr(self, name)!r}")
+                raise InvalidArgument(owner, name, f"must be non-negative (0 turns it off); got {getattr(self, name)!r}")
         return self
 
     @classmethod
@@ -186,7 +190,8 @@ class Trainer:
             self._restore(_checkpoint)
         elif self.run_dir is not None:
             if (self.run_dir / CHECKPOINT).exists():
-                raise ValueError(f"train: run directory {self.run_dir} already holds a run; resume it or choose another")
+                held = f"got {str(self.run_dir)!r}, which already holds a run (resume it or choose another)"
+                raise InvalidArgument("train", "run_dir", f"must be new; {held}")
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / METRICS).write_text("")
             self._write_config()
@@ -296,10 +301,8 @@ class Trainer:
         if self.run_dir is not None and (self.run_dir / CHECKPOINT).exists():
             step = read_checkpoint(self.run_dir)["step"]
             where = f"the last good checkpoint (step {step}) is {self.run_dir / CHECKPOINT}"
-        return Diverged(
-            f"train: {what} became {value} at step {self.step + 1} (lr={self.config.lr}, clip={self.config.clip}); "
-            f"stopped; {where}"
-        )
+        settings = f"lr={self.config.lr}, clip={self.config.clip}"
+        return Diverged("train", what, f"became {value} at step {self.step + 1} ({settings}); stopped; {where}")
 
     def run(self) -> Iterator[dict[str, Any]]:
         """Train until solved, out of steps or interrupted, yielding records.
@@ -407,7 +410,7 @@ def read_checkpoint(run_dir: str | Path) -> dict[str, Any]:
     """The checkpoint of the run in `run_dir`."""
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
-        raise ValueError(f"train: run directory must hold {CHECKPOINT}; got {str(run_dir)!r} without one")
+        raise InvalidArgument("train", "run_dir", f"must hold {CHECKPOINT}; got {str(run_dir)!r} without one")
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

@@ -86,7 +86,7 @@ def random_like(t: torch.Tensor, seed: int) -> torch.Tensor:
 
 def make_input(T: int, B: int, I: int, dtype: torch.dtype, seed: int = 1) -> torch.Tensor:  # noqa: E741
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(T, B, I, generator=generator, dtype=torch.float64).to(dtype)  # noqa: E741
+    return torch.randn(T, B, I, generator=generator, dtype=torch.float64).to(dtype)
 
 
 def make_state(module: torch.nn.Module, B: int | None, seed: int = 2) -> tuple[torch.Tensor, ...]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lstmlab import bench
 from lstmlab.cli import main
+from lstmlab.experiments import speed
 
 
 def test_bench_times_any_cell_against_nn_lstm(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -20,7 +20,7 @@ def test_bench_times_any_cell_against_nn_lstm(tmp_path: Path, capsys: pytest.Cap
     assert "median of 1 repeats" in printed and "fgr " in printed
     timings = json.loads(out.read_text())["timings"]
     seen = {(t["cell"], t["backend"], t["H"]) for t in timings}
-    for _, _, H in bench.QUICK_GRID:
+    for _, _, H in speed.QUICK_GRID:
         assert ("lstm", "nn.LSTM", H) in seen
         assert {("gru", b, H) for b in ("fused", "native", "eager")} <= seen
         assert {("fgr", b, H) for b in ("fused", "eager")} <= seen
@@ -29,9 +29,9 @@ def test_bench_times_any_cell_against_nn_lstm(tmp_path: Path, capsys: pytest.Cap
 
 
 def test_bench_modules_run_on_the_backend_asked_for() -> None:
-    fgr = bench.make_module("fgr", 8, "fused")
+    fgr = speed.make_module("fgr", 8, "fused")
     assert fgr.config.spec.gate_recurrence and fgr.active_backend == "fused"
-    assert bench.make_module("rnn-relu", 8, "native").active_backend == "native"
+    assert speed.make_module("rnn-relu", 8, "native").active_backend == "native"
 
 
 @pytest.mark.parametrize(

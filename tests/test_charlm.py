@@ -14,11 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lstmlab import tasks
+from lstmlab.charlm.corpus import Streams, Vocabulary, default_text, minimum_length, split
+from lstmlab.charlm.sampling import generate, next_distribution
+from lstmlab.charlm.task import CharLM
 from lstmlab.cli import main
-from lstmlab.corpus import Streams, Vocabulary, default_text, minimum_length, split
 from lstmlab.models import CELLS
-from lstmlab.sampling import generate, next_distribution
-from lstmlab.tasks.charlm import CharLM
 from lstmlab.train import TrainConfig, Trainer, load_run
 
 PLAY = (
@@ -234,9 +234,9 @@ def test_sampling_options_are_checked(options: dict, message: str) -> None:
 @pytest.mark.parametrize(
     "content, message",
     [
-        (b"", r"--text must not be empty"),
-        (b"caf\xe9 latin-1", r"--text must be UTF-8 text; .* invalid byte at offset 3"),
-        (b"too short", r"corpus must have at least \d+ characters .* has 9"),
+        (b"", r"charlm: text must not be empty"),
+        (b"caf\xe9 latin-1", r"charlm: text must be UTF-8 text; .* invalid byte at offset 3"),
+        (b"too short", r"charlm: corpus must have at least \d+ characters .* has 9"),
     ],
 )
 def test_bad_corpus_is_a_clear_error(tmp_path: Path, content: bytes, message: str) -> None:
@@ -249,7 +249,7 @@ def test_bad_corpus_is_a_clear_error(tmp_path: Path, content: bytes, message: st
 
 
 def test_missing_corpus_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"--text must name a readable file; got '.*nowhere.txt'"):
+    with pytest.raises(ValueError, match=r"charlm: text must name a readable file; got '.*nowhere.txt'"):
         _ = tasks.get("charlm", text=str(tmp_path / "nowhere.txt")).input_size
 
 
@@ -308,13 +308,21 @@ def test_bad_prime_and_text_are_clear_errors(play: Path, tmp_path: Path, capsys:
     capsys.readouterr()
     assert main(["sample", str(run), "--prime", "ROMEO€", "--length", "5"]) == 2
     err = capsys.readouterr().err
-    assert "--prime must use only characters of the model's vocabulary" in err and "'€'" in err
+    assert err.startswith("sample: --prime must use only characters of the model's vocabulary") and "'€'" in err
+    assert main(["sample", str(run), "--prime", ""]) == 2
+    assert capsys.readouterr().err == "sample: --prime must have at least one character; got ''\n"
     assert main(["sample", str(run), "--temperature", "-1"]) == 2
-    assert "temperature must be" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("sample: --temperature must be a finite number >= 0")
+    assert main(["sample", str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err.startswith("sample: RUN_DIR must hold checkpoint.pt; got ")
     foreign = tmp_path / "foreign.txt"
     foreign.write_text("Ωμέγα", encoding="utf-8")
     assert main(["inspect", str(run), "--text", str(foreign), "--out", str(tmp_path / "x.html")]) == 2
-    assert "--text must use only characters of the model's vocabulary" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("inspect: --text must use only characters of the model's vocabulary")
+    assert main(["inspect", str(run), "--sample-length", "-1"]) == 2
+    assert capsys.readouterr().err == "inspect: --sample-length must be an integer >= 0; got -1\n"
+    assert main(["inspect", str(run), "--chars", "0"]) == 2
+    assert capsys.readouterr().err == "inspect: --chars must be greater than zero; got 0\n"
 
 
 def test_inspect_asks_for_text_when_the_corpus_is_gone(play: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -325,12 +333,12 @@ def test_inspect_asks_for_text_when_the_corpus_is_gone(play: Path, tmp_path: Pat
     corpus.unlink()
     capsys.readouterr()
     assert main(["inspect", str(tmp_path / "run")]) == 2
-    assert "give a text to look at with --text FILE" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("inspect: --text must be given, since the run's corpus cannot be read")
     assert main(["sample", str(tmp_path / "run"), "--length", "3"]) == 0  # the vocabulary is in the checkpoint
 
 
 def test_trace_matches_the_model(play: Path) -> None:
-    from lstmlab.activations import trace
+    from lstmlab.charlm.trace import trace
 
     for cell in ("lstm", "gru", "rnn", "cifg"):
         trainer = Trainer(tiny(play, cell=cell, steps=1))
@@ -361,7 +369,7 @@ def test_train_command_reports_a_bad_corpus(tmp_path: Path, capsys: pytest.Captu
     path = tmp_path / "latin1.txt"
     path.write_bytes("café ".encode("latin-1") * 2000)
     assert main(["train", "--task", "charlm", "--text", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
-    assert "--text must be UTF-8 text" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("train: --text must be UTF-8 text")
 
 
 @pytest.mark.parametrize(

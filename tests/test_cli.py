@@ -36,21 +36,38 @@ def test_train_json_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["train", "--seq-len", "0"], "train: --seq-len must be a positive int; got 0"),
+        (["train", "--seq-len", "0"], "train: --seq-len must be greater than zero; got 0"),
+        (["train", "--seq-len", "1"], "train: --seq-len must be at least 2 (one marker per half); got 1"),
+        (["train", "--batch", "0"], "train: --batch must be greater than zero; got 0"),
+        (["train", "--hidden", "0"], "train: --hidden must be greater than zero; got 0"),
+        (["train", "--threads", "0"], "train: --threads must be greater than zero; got 0"),
         (["train", "--text", "x.txt"], "train: --text does not apply to task 'adding'"),
-        (["train", "--cell", "lsmt"], "models: cell must be one of"),
-        (["train", "--lr", "-1"], "train: lr must be positive; got -1.0"),
-        (["train", "--resume", "nowhere"], "train: run directory must hold checkpoint.pt"),
-        (["compare", "--cells", "rnn,nope"], "compare: --cells cell must be one of"),
-        (["demo", "--steps", "0"], "demo: --steps must be a positive int; got 0"),
+        (["train", "--cell", "lsmt"], "train: --cell must be one of rnn, "),
+        (["train", "--lr", "-1"], "train: --lr must be positive; got -1.0"),
+        (["train", "--resume", "nowhere"], "train: --resume must hold checkpoint.pt; got 'nowhere' without one"),
+        (["compare", "--cells", "rnn,nope"], "compare: --cells must be one of rnn, "),
+        (["compare", "--cells", ","], "compare: --cells must name at least one cell; got ','"),
+        (["compare", "--cells", "rnn", "--eval-every", "0"], "compare: --eval-every must be greater than zero; got 0"),
+        (["demo", "--steps", "0"], "demo: --steps must be greater than zero; got 0"),
+        (["demo", "--cells", "lstm,nope"], "demo: --cells must be one of rnn, "),
     ],
 )
-def test_errors_name_the_argument_the_rule_and_the_value(
+def test_errors_name_the_flag_the_rule_and_the_value(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1  # one line, the message itself
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_a_run_directory_in_use_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--steps", "1", "--out", str(out), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["train", "--steps", "1", "--out", str(out), *TINY]) == 2
+    assert capsys.readouterr().err.startswith(f"train: --out must be new; got {str(out)!r}, which already holds a run")
 
 
 def test_compare_prints_the_table_and_writes_curves_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

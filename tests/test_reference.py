@@ -25,12 +25,12 @@ def _problem(case: str, seed: int = 0) -> tuple:
     return spec, w, x, state, rng
 
 
-def _loss(spec, x, state, w, lengths, dy, dfinal) -> float:  # noqa: ANN001
+def _loss(spec, x, state, w, lengths, dy, dfinal) -> float:
     y, final, _ = reference.forward(spec, x, state, w, lengths)
     return float((dy * y).sum() + sum((d * s).sum() for d, s in zip(dfinal, final)))
 
 
-def _finite_difference(f, array: np.ndarray) -> np.ndarray:  # noqa: ANN001
+def _finite_difference(f, array: np.ndarray) -> np.ndarray:
     """Central differences of the scalar f() with respect to each entry of `array`, in place."""
     grad = np.zeros_like(array)
     for index in np.ndindex(array.shape):
@@ -58,7 +58,7 @@ def test_backward_matches_finite_differences(case: str, lengths: list[int] | Non
     analytic = {"x": dx, **{f"state{k}": d for k, d in enumerate(dstate)}, **{f: getattr(dw, f) for f in present}}
     arrays = {"x": x, **{f"state{k}": s for k, s in enumerate(state)}, **{f: getattr(w, f) for f in present}}
     assert analytic.keys() == arrays.keys()
-    f = lambda: _loss(spec, x, state, w, lengths, dy, dfinal)  # noqa: E731 - reads the arrays perturbed in place
+    f = lambda: _loss(spec, x, state, w, lengths, dy, dfinal)  # reads the arrays perturbed in place
     for name, array in arrays.items():
         assert analytic[name].shape == array.shape, name
         np.testing.assert_allclose(analytic[name], _finite_difference(f, array), rtol=1e-6, atol=1e-8, err_msg=name)

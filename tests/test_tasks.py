@@ -34,8 +34,9 @@ def test_registry_lists_the_tasks_and_rejects_unknown_names_and_options() -> Non
     assert set(NAMES) <= set(tasks.names())
     with pytest.raises(ValueError, match=r"tasks: name must be one of .*; got 'nope'"):
         tasks.get("nope")
-    with pytest.raises(ValueError, match="adding: option text does not apply to this task"):
+    with pytest.raises(ValueError, match="tasks: text does not apply to task 'adding'; its options are seq_len, ") as caught:
         tasks.get("adding", text="x")
+    assert (caught.value.owner, caught.value.argument) == ("tasks", "text")
     assert tasks.get("adding", seq_len=7).options() == {"seq_len": 7}
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 
+from lstmlab.errors import LstmlabError
 from lstmlab.models import CELLS, SequenceModel
 from lstmlab.train import CHECKPOINT, Diverged, TrainConfig, Trainer, load_run, read_checkpoint
 
@@ -162,7 +163,9 @@ def test_load_run_rebuilds_the_trained_model(tmp_path: Path) -> None:
     ("overrides", "message"),
     [
         ({"lr": 0.0}, "train: lr must be positive; got 0.0"),
-        ({"hidden": 0}, "train: hidden must be a positive int; got 0"),
+        ({"hidden": 0}, "train: hidden must be greater than zero; got 0"),
+        ({"task_options": {"text": "x.txt"}}, "tasks: text does not apply to task 'adding'"),
+        ({"task_options": {"seq_len": 1}}, r"adding: seq_len must be at least 2 \(one marker per half\); got 1"),
         ({"cell": "lsmt"}, "models: cell must be one of .*; got 'lsmt'"),
         ({"task": "nope"}, "train: task must be one of .*; got 'nope'"),
         ({"optimizer": "sgd"}, "train: optimizer must be one of 'adam', 'adamw'; got 'sgd'"),
@@ -170,8 +173,14 @@ def test_load_run_rebuilds_the_trained_model(tmp_path: Path) -> None:
     ],
 )
 def test_config_errors_name_the_field_the_rule_and_the_value(overrides: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as caught:
         tiny(**overrides).check()
+    assert isinstance(caught.value, LstmlabError)  # owner and argument as data, for the command line to relabel
+
+
+def test_a_non_int_size_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="train: steps must be a positive int; got 1.5 of type float"):
+        tiny(steps=1.5).check()
 
 
 @pytest.mark.parametrize("cell", list(CELLS))

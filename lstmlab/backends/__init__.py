@@ -18,7 +18,7 @@ from lstmlab.backends.base import Backend, LayeredBackend, StackConfig
 from lstmlab.backends.eager import EagerBackend
 from lstmlab.backends.fused import FusedBackend
 from lstmlab.backends.native import NativeBackend
-from lstmlab.backends.reference import ReferenceBackend
+from lstmlab.backends.numpy_reference import ReferenceBackend
 from lstmlab.cells import torch_mode
 from lstmlab.errors import InvalidArgument, Unsupported
 

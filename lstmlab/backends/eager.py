@@ -9,7 +9,7 @@ import torch
 
 from lstmlab.backends.base import Layer, LayeredBackend, StackConfig, step_mask
 from lstmlab.cells import CellSpec, LayerWeights
-from lstmlab.cells.ops import torch_ops
+from lstmlab.cells.array_ops import torch_ops
 from lstmlab.reference import unroll
 
 _TORCH_OPS = torch_ops()

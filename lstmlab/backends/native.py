@@ -6,6 +6,8 @@ GRU with reset after the product, and the tanh or relu RNN.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
@@ -14,7 +16,8 @@ from lstmlab.backends.base import Backend, StackConfig
 from lstmlab.cells import GRUSpec, LayerWeights, LSTMSpec, torch_mode
 
 
-def _kernel(config: StackConfig):  # noqa: ANN202 - one of torch.lstm / gru / rnn_tanh / rnn_relu
+def _kernel(config: StackConfig) -> Callable[..., Any]:
+    """torch.lstm, torch.gru, torch.rnn_tanh or torch.rnn_relu, whichever runs `config`."""
     spec = config.spec
     if isinstance(spec, LSTMSpec):
         return torch.lstm

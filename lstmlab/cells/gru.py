@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lstmlab.cells.ops import Ops, split
+from lstmlab.cells.array_ops import Ops, split
 from lstmlab.cells.weights import LayerWeights
 from lstmlab.errors import InvalidArgument
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from lstmlab.cells.ops import Ops, activation_derivative, split
+from lstmlab.cells.array_ops import Ops, activation_derivative, split
 from lstmlab.cells.weights import LayerWeights
 from lstmlab.errors import InvalidArgument, WrongType
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from lstmlab.cells.ops import Ops, activation_derivative
+from lstmlab.cells.array_ops import Ops, activation_derivative
 from lstmlab.cells.weights import LayerWeights
 from lstmlab.errors import InvalidArgument
 

@@ -3,6 +3,10 @@
 Each subcommand lives in its own module of this package and provides
 `add_parser(subparsers)`, which registers the subcommand and sets `run=callable(args) -> int`
 as a default. Modules are discovered, so adding a command is adding a file.
+
+A mistake in the arguments prints one line on stderr and exits with status 2: commands
+report the errors they expect in the terms of their flags (`lstmlab.cli._errors`), and
+any other `lstmlab.errors.LstmlabError` is printed as it reads.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import argparse
 import importlib
 import pkgutil
 import sys
+
+from lstmlab.errors import LstmlabError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
+    except LstmlabError as error:
+        print(error, file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -8,8 +8,33 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-# CLI flag -> task option (`lstmlab.tasks.get`); a flag given for a task that lacks the option is an error
+from lstmlab import _checks
+
+# task option (`lstmlab.tasks.get`) -> the flag that sets it; a flag given for a task that
+# lacks the option is an error (the task registry's)
 TASK_FLAGS = {"seq_len": "--seq-len", "batch_size": "--batch", "text": "--text"}
+
+# argument (a `TrainConfig` field, a task option, the run directory) -> the flag that sets it,
+# so that the library's errors name the flag (`lstmlab.cli._errors`)
+FLAGS = {
+    **TASK_FLAGS,
+    "task": "--task",
+    "cell": "--cell",
+    "hidden": "--hidden",
+    "layers": "--layers",
+    "dropout": "--dropout",
+    "forget_bias": "--forget-bias",
+    "backend": "--backend",
+    "optimizer": "--optimizer",
+    "lr": "--lr",
+    "weight_decay": "--weight-decay",
+    "clip": "--clip",
+    "steps": "--steps",
+    "seed": "--seed",
+    "eval_every": "--eval-every",
+    "log_every": "--log-every",
+    "run_dir": "--out",
+}
 
 
 def add_training_arguments(parser: argparse.ArgumentParser, *, steps: int = 5000) -> None:
@@ -45,35 +70,25 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, steps: int = 5000
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
 
 
-def task_options(command: str, args: argparse.Namespace) -> dict[str, Any]:
-    """The task options the flags give; a flag the task does not take is an error."""
-    from lstmlab import tasks
-
-    accepted = tasks.option_names(args.task)
+def task_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The task options the flags give (those given; `TrainConfig.check` checks them)."""
     options = {}
-    for option, flag in TASK_FLAGS.items():
+    for option in TASK_FLAGS:
         value = getattr(args, option if option != "batch_size" else "batch")
-        if value is None:
-            continue
-        if option not in accepted:
-            raise ValueError(f"{command}: {flag} does not apply to task {args.task!r}; it takes {', '.join(accepted)}")
-        options[option] = value
+        if value is not None:
+            options[option] = value
     return options
 
 
 def train_config(command: str, args: argparse.Namespace, cell: str) -> Any:
-    """The TrainConfig of the flags, checked."""
+    """The TrainConfig of the flags, checked (errors name the library's arguments: see `FLAGS`)."""
     from lstmlab.train import TrainConfig
 
-    for name in ("seq_len", "batch", "hidden", "layers", "steps", "eval_every", "log_every"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            raise ValueError(f"{command}: --{name.replace('_', '-')} must be a positive int; got {value}")
     if args.threads is not None:
         set_threads(command, args.threads)
     return TrainConfig(
         task=args.task,
-        task_options=task_options(command, args),
+        task_options=task_options(args),
         cell=cell,
         hidden=args.hidden,
         layers=args.layers,
@@ -95,16 +110,7 @@ def train_config(command: str, args: argparse.Namespace, cell: str) -> Any:
 def set_threads(command: str, threads: int) -> None:
     import torch
 
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads <= 0:
-        raise ValueError(f"{command}: --threads must be a positive int; got {threads!r}")
-    torch.set_num_threads(threads)
-
-
-def fail(command: str, error: Exception) -> int:
-    """Print an error message (prefixed with the command unless it names an owner) and return 2."""
-    message = str(error)
-    print(message if ":" in message.split(" ")[0] else f"{command}: {message}", file=sys.stderr)
-    return 2
+    torch.set_num_threads(_checks.positive_int(command, "--threads", threads))
 
 
 def format_value(value: Any) -> str:

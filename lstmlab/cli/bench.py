@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from lstmlab.bench import CELLS
+    from lstmlab.experiments.speed import CELLS
 
     parser = subparsers.add_parser(
         "bench",
@@ -35,34 +34,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from lstmlab import bench, models
+    from lstmlab import models
+    from lstmlab.cli._training import set_threads
+    from lstmlab.errors import InvalidArgument
+    from lstmlab.experiments import speed
 
     cells = tuple(c.strip().lower() for c in args.cells.split(",") if c.strip())
     unknown = [c for c in cells if c not in models.CELLS]
     if unknown or not cells:
-        print(
-            f"lstmlab bench: --cells must be among {', '.join(models.CELLS)}; got {', '.join(unknown) or repr(args.cells)}",
-            file=sys.stderr,
-        )
-        return 2
+        got = ", ".join(unknown) or repr(args.cells)
+        raise InvalidArgument("bench", "--cells", f"must be among {', '.join(models.CELLS)}; got {got}")
     repeats = args.repeats or (3 if args.quick else 7)
     if repeats < 1:
-        print(f"lstmlab bench: --repeats must be positive; got {repeats}", file=sys.stderr)
-        return 2
+        raise InvalidArgument("bench", "--repeats", f"must be positive; got {repeats}")
     if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    grid = bench.QUICK_GRID if args.quick else bench.GRID
+        set_threads("bench", args.threads)
+    grid = speed.QUICK_GRID if args.quick else speed.GRID
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {repeats} repeats; ms")
     header = f"{'cell':<10} {'T':>4} {'B x H':>9}  {'backend':<8} {'train':>9} {'/nn.LSTM':>8} {'infer':>9} {'/nn.LSTM':>8}"
     print(header)
     print("-" * len(header))
     timings, yardstick = [], None
-    for t in bench.run_timings(cells, grid, repeats, args.eager_repeats or min(repeats, 3)):
+    for t in speed.run_timings(cells, grid, repeats, args.eager_repeats or min(repeats, 3)):
         timings.append(t)
-        if t.backend == bench.YARDSTICK:
+        if t.backend == speed.YARDSTICK:
             yardstick = t
         assert yardstick is not None and (yardstick.T, yardstick.B, yardstick.H) == (t.T, t.B, t.H)
-        cell = "-" if t.backend == bench.YARDSTICK else t.cell
+        cell = "-" if t.backend == speed.YARDSTICK else t.cell
         print(
             f"{cell:<10} {t.T:>4} {f'{t.B}x{t.H}':>9}  {t.backend:<8} {t.train_ms:>9.1f} {t.train_ms / yardstick.train_ms:>8.2f}"
             f" {t.infer_ms:>9.1f} {t.infer_ms / yardstick.infer_ms:>8.2f}",
@@ -70,12 +68,12 @@ def run(args: argparse.Namespace) -> int:
         )
     memory = []
     if not args.no_memory:
-        T, B, H = bench.MEMORY_SIZE
-        memory = bench.run_memory()
-        base = next(m.peak_mb for m in memory if m.backend == bench.YARDSTICK)
+        T, B, H = speed.MEMORY_SIZE
+        memory = speed.run_memory()
+        base = next(m.peak_mb for m in memory if m.backend == speed.YARDSTICK)
         print(f"\npeak memory of one training step, T={T}, B={B}, H={H} (peephole LSTM on fused):")
         for m in memory:
             print(f"  {m.backend:<8} {m.peak_mb:8.1f} MB  {m.peak_mb / base:5.2f} x nn.LSTM")
     if args.json:
-        Path(args.json).write_text(json.dumps(bench.as_json(timings, memory), indent=1) + "\n")
+        Path(args.json).write_text(json.dumps(speed.as_json(timings, memory), indent=1) + "\n")
     return 0

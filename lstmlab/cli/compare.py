@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lstmlab.cli._training import add_training_arguments, fail, progress, table, train_config
+from lstmlab.cli._errors import fail
+from lstmlab.cli._training import FLAGS, add_training_arguments, progress, table, train_config
 
 COLUMNS = [
     ("cell", "cell"),
@@ -37,29 +38,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def parse_cells(command: str, text: str) -> list[str]:
+    """The cells of a comma-separated --cells flag, each checked: an unknown one is an error about
+    the argument `cell`, which the command names --cells."""
+    from lstmlab.errors import InvalidArgument
     from lstmlab.models import cell_name
 
-    cells = [c.strip().lower() for c in text.split(",") if c.strip()]
+    cells = [cell_name(c.strip()) for c in text.split(",") if c.strip()]
     if not cells:
-        raise ValueError(f"{command}: --cells must name at least one cell; got {text!r}")
-    for cell in cells:
-        try:
-            cell_name(cell)
-        except ValueError as error:
-            raise ValueError(f"{command}: --cells {str(error).split(': ', 1)[1]}") from None
+        raise InvalidArgument(command, "--cells", f"must name at least one cell; got {text!r}")
     return cells
 
 
 def run(args: argparse.Namespace) -> int:
+    from lstmlab.experiments import plots
     from lstmlab.experiments.compare import Comparison
 
     try:
+        plots.require("compare")
         cells = parse_cells("compare", args.cells)
         config = train_config("compare", args, cells[0])
         out = Path(args.out or Path("runs") / f"compare-{config.task}")
         comparison = Comparison(config, cells, out)
     except (ValueError, TypeError) as error:
-        return fail("compare", error)
+        return fail("compare", error, {**FLAGS, "cell": "--cells"})
     result = run_comparison(comparison, args.quiet or args.json)
     if result is None:
         return 130
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_comparison(comparison: Any, quiet: bool) -> dict[str, Any] | None:
     """Run `comparison` with progress bars, write curves.png and results.json; None if interrupted."""
-    from lstmlab import plots
+    from lstmlab.experiments import plots
     from lstmlab.train import Diverged
 
     start = time.perf_counter()

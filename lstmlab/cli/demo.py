@@ -16,13 +16,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lstmlab.cli._training import fail, set_threads, table
+from lstmlab.cli._errors import fail
+from lstmlab.cli._training import set_threads, table
 
 CELLS = "rnn,lstm,peephole,cifg,gru"
 # Chosen so that every gated cell solves the task well within the budget on every seed we
 # tried while the tanh RNN stays at the baseline, and the whole demo fits in 3 minutes on
-# two CPU cores (see docs/cli.md for the measurements).
+# two CPU cores (the measurements are in the README, under `make demo`).
 DEFAULTS = {"seq_len": 50, "hidden": 64, "batch": 64, "lr": 1e-2, "steps": 1500, "eval_every": 50, "eval_size": 500}
+# the arguments the flags set -> the flags, so that errors name the flag (`lstmlab.cli._errors`)
+FLAGS = {"cell": "--cells", "seq_len": "--seq-len", "steps": "--steps", "seed": "--seed", "run_dir": "--out"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -57,15 +60,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from lstmlab.cli.compare import parse_cells, run_comparison
+    from lstmlab.experiments import plots
     from lstmlab.experiments.compare import Comparison
     from lstmlab.train import TrainConfig
 
     start = time.perf_counter()
     try:
+        plots.require("demo")
         cells = parse_cells("demo", args.cells)
-        for name in ("seq_len", "steps"):
-            if getattr(args, name) <= 0:
-                raise ValueError(f"demo: --{name.replace('_', '-')} must be a positive int; got {getattr(args, name)}")
         set_threads("demo", args.threads)
         config = TrainConfig(
             task="adding",
@@ -80,10 +82,10 @@ def _run(args: argparse.Namespace) -> int:
             eval_every=DEFAULTS["eval_every"],
         )
         out = Path(args.out)
+        comparison = Comparison(config, cells, out)  # checks every cell's config
         _clear(out, cells)
-        comparison = Comparison(config, cells, out)
     except (ValueError, TypeError) as error:
-        return fail("demo", error)
+        return fail("demo", error, FLAGS)
 
     if not args.json:
         print(
@@ -128,7 +130,8 @@ def _gradient_picture(comparison: Any, config: Any, out: Path) -> Path | None:
     """Gradient norm against lag for the RNN and the LSTM, at initialisation and trained."""
     import torch
 
-    from lstmlab import plots, tasks
+    from lstmlab import tasks
+    from lstmlab.experiments import plots
     from lstmlab.experiments.gradflow import gradient_by_lag
     from lstmlab.tasks.base import eval_rng
     from lstmlab.train import build_model

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from lstmlab.cli._errors import fail
+
+# the arguments the flags set -> the flags, so that errors name the flag (`lstmlab.cli._errors`)
+FLAGS = {
+    "run_dir": "RUN_DIR",
+    "text": "--text",
+    "chars": "--chars",
+    "analyse": "--analyse",
+    "sample_length": "--sample-length",
+    "temperature": "--temperature",
+}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -28,22 +39,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lstmlab.corpus import read_text
-    from lstmlab.inspect_page import build, render
-    from lstmlab.sampling import check_options
+    from lstmlab.charlm.corpus import read_text
+    from lstmlab.charlm.page import build, render
 
     out = Path(args.out) if args.out is not None else Path(args.run_dir) / "report.html"
     try:
-        check_options(args.temperature, 0, args.sample_length)
-        text = read_text(args.text, "--text") if args.text is not None else None
+        text = read_text(args.text) if args.text is not None else None
         data = build(args.run_dir, text, args.chars, args.analyse, args.sample_length, args.temperature, args.seed)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(render(data), encoding="utf-8")
-    except ValueError as error:
-        message = str(error)
-        for prefix in ("charlm: ", "inspect: ", "sample: "):
-            message = message.removeprefix(prefix)
-        print(f"lstmlab inspect: {message}", file=sys.stderr)
-        return 2
+    except (ValueError, TypeError) as error:
+        return fail("inspect", error, FLAGS)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(data), encoding="utf-8")
     print(out)
     return 0

@@ -6,6 +6,11 @@ import argparse
 import sys
 import time
 
+from lstmlab.cli._errors import fail
+
+# the arguments the flags set -> the flags, so that errors name the flag (`lstmlab.cli._errors`)
+FLAGS = {"run_dir": "RUN_DIR", "prime": "--prime", "length": "--length", "temperature": "--temperature", "top_k": "--top-k"}
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -32,24 +37,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lstmlab.sampling import check_options, default_prime, generate, model_step
-    from lstmlab.tasks.charlm import CharLM
+    from lstmlab.charlm.sampling import check_options, default_prime, encode_prime, generate, model_step
+    from lstmlab.charlm.task import CharLM
+    from lstmlab.errors import InvalidArgument
     from lstmlab.train import load_run
 
     try:
         check_options(args.temperature, args.top_k, args.length)
         loaded = load_run(args.run_dir)
         if not isinstance(loaded.task, CharLM):
-            raise ValueError(f"RUN_DIR must hold a charlm run; {args.run_dir!r} holds a {loaded.config.task!r} run")
+            raise InvalidArgument(
+                "sample", "RUN_DIR", f"must hold a charlm run; {args.run_dir!r} holds a {loaded.config.task!r} run"
+            )
         vocab = loaded.task.vocabulary
         prime = default_prime(vocab) if args.prime is None else args.prime
-        if not prime:
-            raise ValueError("--prime must have at least one character; got ''")
-        vocab.encode(prime, argument="--prime")
+        encode_prime(vocab, prime)  # now, not at the first draw
         stream = generate(model_step(loaded.model), vocab, prime, args.length, args.temperature, args.top_k, args.seed)
-    except ValueError as error:
-        print(f"lstmlab sample: {str(error).removeprefix('charlm: ').removeprefix('sample: ')}", file=sys.stderr)
-        return 2
+    except (ValueError, TypeError) as error:
+        return fail("sample", error, FLAGS)
     out = sys.stdout
     if args.prime is not None:
         out.write(prime)

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lstmlab.cli._training import add_training_arguments, fail, format_value, progress, train_config
+from lstmlab.cli._errors import fail
+from lstmlab.cli._training import FLAGS, add_training_arguments, format_value, progress, set_threads, train_config
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,11 +32,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from lstmlab.train import Diverged, Trainer
 
+    flags = {**FLAGS, "run_dir": "--resume"} if args.resume is not None else FLAGS
     try:
         if args.resume is not None:
             if args.threads is not None:
-                from lstmlab.cli._training import set_threads
-
                 set_threads("train", args.threads)
             trainer = Trainer.resume(args.resume, steps=args.steps)
         else:
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
             out = args.out or str(Path("runs") / f"{config.task}-{config.cell}-s{config.seed}")
             trainer = Trainer(config, out)
     except (ValueError, TypeError) as error:
-        return fail("train", error)
+        return fail("train", error, flags)
 
     if not args.quiet and not args.json:
         what = "resuming" if args.resume else "training"

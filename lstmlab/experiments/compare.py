@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from lstmlab.errors import InvalidArgument
 from lstmlab.train import TrainConfig, Trainer
 
 
@@ -30,7 +31,7 @@ class Comparison:
 
     def __init__(self, config: TrainConfig, cells: list[str], out_dir: str | Path | None = None) -> None:
         if not cells:
-            raise ValueError("compare: cells must name at least one cell; got none")
+            raise InvalidArgument("compare", "cells", "must name at least one cell; got none")
         self.configs = [replace(config, cell=cell).check() for cell in cells]
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.results: list[CellResult] = []

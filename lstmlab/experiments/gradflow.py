@@ -14,6 +14,7 @@ import copy
 import torch
 from torch import Tensor
 
+from lstmlab.errors import InvalidArgument
 from lstmlab.models import SequenceModel
 from lstmlab.tasks.base import Batch, Task
 
@@ -25,7 +26,7 @@ def gradient_by_lag(model: SequenceModel, task: Task, batch: Batch) -> tuple[lis
     so that gradients far below float32's range still show; the model is untouched.
     """
     if task.token_inputs:
-        raise ValueError(f"gradflow: the task must have float inputs; got token inputs ({task.name})")
+        raise InvalidArgument("gradflow", "task", f"must have float inputs; got {task.name!r}, whose inputs are token ids")
     probe = copy.deepcopy(model).double().eval()
     x: Tensor = batch.inputs.double().requires_grad_(True)
     outputs, _ = probe(x)

@@ -15,6 +15,7 @@ import importlib
 import inspect
 from typing import Any
 
+from lstmlab.errors import InvalidArgument
 from lstmlab.tasks.base import Batch, SupervisedTask, Task, eval_rng, train_rng
 
 # name -> ("module:Class", fixed keyword options, one-line description); imported lazily
@@ -27,7 +28,7 @@ _REGISTRY: dict[str, tuple[str, dict[str, Any], str]] = {
     "reber": ("lstmlab.tasks.reber:EmbeddedReber", {}, "embedded Reber grammar, 1997 exp. 1"),
     "reber-continual": ("lstmlab.tasks.reber:ContinualReber", {}, "continual embedded Reber, Gers et al. 2000"),
     "long-lag": ("lstmlab.tasks.long_lag:LongLag", {}, "noise-free long-lag sequences, 1997 exp. 2a"),
-    "charlm": ("lstmlab.tasks.charlm:CharLM", {}, "character-level language model on any text (char-rnn)"),
+    "charlm": ("lstmlab.charlm.task:CharLM", {}, "character-level language model on any text (char-rnn)"),
 }
 
 
@@ -43,7 +44,7 @@ def describe(name: str) -> str:
 
 def _check_name(name: Any) -> str:
     if name not in _REGISTRY:
-        raise ValueError(f"tasks: name must be one of {', '.join(_REGISTRY)}; got {name!r}")
+        raise InvalidArgument("tasks", "name", f"must be one of {', '.join(_REGISTRY)}; got {name!r}")
     return name
 
 
@@ -66,7 +67,7 @@ def get(name: str, **options: Any) -> Task:
     accepted = option_names(name)
     for key in options:
         if key not in accepted:
-            raise ValueError(f"{name}: option {key} does not apply to this task; its options are {', '.join(accepted)}")
+            raise InvalidArgument("tasks", key, f"does not apply to task {name!r}; its options are {', '.join(accepted)}")
     task = cls(**_REGISTRY[name][1], **options)
     task.name = name
     task._options = dict(options)

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from lstmlab import _checks
+from lstmlab.errors import InvalidArgument
 from lstmlab.tasks.base import Batch, SupervisedTask, as_float
 
 
@@ -37,7 +38,7 @@ class Adding(SupervisedTask):
     def __init__(self, *, seq_len: int = 100, batch_size: int = 64, eval_size: int = 1000, threshold: float = 0.01) -> None:
         self.seq_len = _checks.positive_int("adding", "seq_len", seq_len)
         if seq_len < 2:
-            raise ValueError(f"adding: seq_len must be at least 2 (one marker per half); got {seq_len}")
+            raise InvalidArgument("adding", "seq_len", f"must be at least 2 (one marker per half); got {seq_len}")
         self.batch_size = _checks.positive_int("adding", "batch_size", batch_size)
         self.eval_size = _checks.positive_int("adding", "eval_size", eval_size)
         self.threshold = float(threshold)
@@ -90,7 +91,9 @@ class Adding1997(SupervisedTask):
     def __init__(self, *, seq_len: int = 100, batch_size: int = 64, eval_size: int = 1000) -> None:
         self.seq_len = _checks.positive_int("adding-1997", "seq_len", seq_len)
         if seq_len < 22:
-            raise ValueError(f"adding-1997: seq_len must be at least 22 (T/2 - 1 steps hold the first ten); got {seq_len}")
+            raise InvalidArgument(
+                "adding-1997", "seq_len", f"must be at least 22 (T/2 - 1 steps hold the first ten); got {seq_len}"
+            )
         self.batch_size = _checks.positive_int("adding-1997", "batch_size", batch_size)
         self.eval_size = _checks.positive_int("adding-1997", "eval_size", eval_size)
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lstmlab import _checks
+from lstmlab.errors import InvalidArgument
 from lstmlab.tasks.base import Batch, SupervisedTask, as_long
 
 
@@ -35,7 +36,7 @@ class LongLag(SupervisedTask):
     def __init__(self, *, seq_len: int = 100, batch_size: int = 64) -> None:
         self.seq_len = _checks.positive_int("long-lag", "seq_len", seq_len)
         if seq_len < 2:
-            raise ValueError(f"long-lag: seq_len must be at least 2; got {seq_len}")
+            raise InvalidArgument("long-lag", "seq_len", f"must be at least 2; got {seq_len}")
         self.batch_size = _checks.positive_int("long-lag", "batch_size", batch_size)
         self.input_size = self.output_size = seq_len + 1
         self.token_inputs = True

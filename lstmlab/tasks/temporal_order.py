@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lstmlab import _checks
+from lstmlab.errors import InvalidArgument
 from lstmlab.tasks.base import Batch, SupervisedTask, as_long
 
 SYMBOLS = ("E", "B", "a", "b", "c", "d", "X", "Y")
@@ -43,11 +44,11 @@ class TemporalOrder(SupervisedTask):
     def __init__(self, *, relevant: int = 2, seq_len: int = 100, batch_size: int = 64, eval_size: int = 1000) -> None:
         owner = "temporal-order" if relevant == 2 else "temporal-order-3"
         if relevant not in _WINDOWS:
-            raise ValueError(f"{owner}: relevant must be 2 or 3; got {relevant!r}")
+            raise InvalidArgument(owner, "relevant", f"must be 2 or 3; got {relevant!r}")
         self.relevant = relevant
         self.seq_len = _checks.positive_int(owner, "seq_len", seq_len)
         if seq_len < 20:
-            raise ValueError(f"{owner}: seq_len must be at least 20 (room for the relevant symbols); got {seq_len}")
+            raise InvalidArgument(owner, "seq_len", f"must be at least 20 (room for the relevant symbols); got {seq_len}")
         self.batch_size = _checks.positive_int(owner, "batch_size", batch_size)
         self.eval_size = _checks.positive_int(owner, "eval_size", eval_size)
         self.output_size = 2**relevant

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from lstmlab.errors import InvalidArgument
+
 Array = Any  # a NumPy array or a torch tensor, whichever the Ops namespace handles
 
 
@@ -72,7 +74,7 @@ def activation_derivative(name: str, y: np.ndarray, x: np.ndarray | None = None)
         return 1.0
     if name == "relu":
         return (y > 0).astype(y.dtype)
-    raise ValueError(f"activation_derivative: name must be tanh, relu or identity; got {name!r}")
+    raise InvalidArgument("activation_derivative", "name", f"must be tanh, relu or identity; got {name!r}")
 
 
 def split(z: Array, names: tuple[str, ...], size: int) -> dict[str, Array]:

@@ -15,27 +15,35 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lstmlab.corpus import Vocabulary
+from lstmlab.charlm.corpus import Vocabulary
+from lstmlab.errors import InvalidArgument
 
 Step = Callable[[Tensor, Any], tuple[Tensor, Any]]
 """step(ids (T, 1) int64, time-major, state or None) -> (logits (T, 1, V), new state)."""
 
 
 def check_options(temperature: float, top_k: int, length: int) -> None:
-    """ValueError naming the option when temperature, top_k or length is out of range."""
+    """InvalidArgument naming the option when temperature, top_k or length is out of range."""
     if (
         isinstance(temperature, bool)
         or not isinstance(temperature, (int, float))
         or not math.isfinite(temperature)
         or temperature < 0
     ):
-        raise ValueError(
-            f"sample: temperature must be a finite number >= 0 (0 picks the most likely character); got {temperature!r}"
+        raise InvalidArgument(
+            "sample", "temperature", f"must be a finite number >= 0 (0 picks the most likely character); got {temperature!r}"
         )
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-        raise ValueError(f"sample: top_k must be an integer >= 0 (0 keeps every character); got {top_k!r}")
+        raise InvalidArgument("sample", "top_k", f"must be an integer >= 0 (0 keeps every character); got {top_k!r}")
     if isinstance(length, bool) or not isinstance(length, int) or length < 0:
-        raise ValueError(f"sample: length must be an integer >= 0; got {length!r}")
+        raise InvalidArgument("sample", "length", f"must be an integer >= 0; got {length!r}")
+
+
+def encode_prime(vocab: Vocabulary, prime: str) -> Tensor:
+    """The prime's ids (len(prime),); InvalidArgument if it is empty or uses characters outside `vocab`."""
+    if not prime:
+        raise InvalidArgument("sample", "prime", "must have at least one character; got ''")
+    return vocab.encode(prime, argument="prime")
 
 
 def next_distribution(logits: Tensor, temperature: float, top_k: int = 0) -> Tensor:
@@ -67,12 +75,12 @@ def generate(
 ) -> Iterator[str]:
     """Yield `length` characters that continue `prime`, one at a time, as they are drawn.
 
-    `prime` must be non-empty and use only characters of `vocab` (ValueError otherwise).
+    `prime` must be non-empty and use only characters of `vocab` (`encode_prime`).
+    The options are checked at the first draw, as in any generator; call
+    `check_options` and `encode_prime` first to check them before.
     """
     check_options(temperature, top_k, length)
-    if not prime:
-        raise ValueError("sample: prime must have at least one character; got ''")
-    ids = vocab.encode(prime, argument="prime")
+    ids = encode_prime(vocab, prime)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         logits, state = step(ids[:, None], None)

@@ -145,7 +145,7 @@ def run_memory(backends: tuple[str, ...] = ("fused", YARDSTICK), size: tuple[int
     """Peak training-step memory per backend, each measured in its own process."""
     out = []
     for backend in backends:
-        code = f"from lstmlab.bench import _peak_child; _peak_child({backend!r}, {size[0]}, {size[1]}, {size[2]})"
+        code = f"from lstmlab.experiments.speed import _peak_child; _peak_child({backend!r}, {size[0]}, {size[1]}, {size[2]})"
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         peak = json.loads(result.stdout.strip().splitlines()[-1])["peak_mb"]
         out.append(Memory(backend, *size, peak))

@@ -23,7 +23,8 @@ import torch
 from torch import Tensor
 
 from lstmlab.cells import GRUSpec, LayerWeights, LSTMSpec
-from lstmlab.cells.ops import NUMPY_OPS
+from lstmlab.cells.array_ops import NUMPY_OPS
+from lstmlab.errors import InvalidArgument
 from lstmlab.reference import unroll
 
 LEFT, RIGHT = 0.1, 0.9
@@ -57,7 +58,7 @@ def trace(module: torch.nn.Module, x: Tensor) -> list[LayerTrace]:
     """
     config = module.config  # type: ignore[attr-defined]
     if config.bidirectional:
-        raise ValueError("trace: the module must be unidirectional; got bidirectional=True")
+        raise InvalidArgument("trace", "module", "must be unidirectional; got bidirectional=True")
     spec = config.spec
     layers = []
     inp = x.detach().double().cpu().numpy()[:, None, :]

@@ -1,9 +1,9 @@
 """Character-level language modelling (char-rnn, Karpathy 2015) on any UTF-8 text.
 
 The corpus is a text file or, without one, the Python language reference that ships
-with CPython (`lstmlab.corpus.default_text`). Its first 90% trains, the last 10%
+with CPython (`lstmlab.charlm.corpus.default_text`). Its first 90% trains, the last 10%
 validates. Training batches are contiguous chunks of B parallel streams
-(`lstmlab.corpus.Streams`): batch k+1 continues batch k, so the trainer carries the
+(`lstmlab.charlm.corpus.Streams`): batch k+1 continues batch k, so the trainer carries the
 detached state across them (truncated BPTT) and restarts it with each pass over the
 text. Each pass first rotates the training text by an offset drawn from (seed, pass),
 so that the streams start at new places and the chunk boundaries move: the passes
@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lstmlab import _checks
-from lstmlab.corpus import Streams, Vocabulary, check_length, default_text, read_text, split, split_point
+from lstmlab.charlm.corpus import Streams, Vocabulary, check_length, default_text, read_text, split, split_point
+from lstmlab.errors import WrongType
 from lstmlab.tasks.base import Batch, Predict, Task, train_rng
 
 _ROTATION = 0xC4A1  # salt of the per-pass rotation's random stream
@@ -45,7 +46,7 @@ class CharLM(Task):
 
     def __init__(self, *, text: str | None = None, seq_len: int = 100, batch_size: int = 64) -> None:
         if text is not None and not isinstance(text, str):
-            raise TypeError(f"charlm: text must be a file path (str) or None; got {type(text).__name__}")
+            raise WrongType("charlm", "text", f"must be a file path (str) or None; got {type(text).__name__}")
         self.text = text
         self.seq_len = _checks.positive_int("charlm", "seq_len", seq_len)
         self.batch_size = _checks.positive_int("charlm", "batch_size", batch_size)
@@ -62,7 +63,7 @@ class CharLM(Task):
         return repr(self.text) if self.text is not None else "the Python language reference (pydoc_data.topics)"
 
     def corpus(self) -> str:
-        """The whole text (read once); ValueError if unreadable, not UTF-8, empty or shorter than one batch."""
+        """The whole text (read once); InvalidArgument if unreadable, not UTF-8, empty or shorter than one batch."""
         if self._corpus is None:
             corpus = read_text(self.text) if self.text is not None else default_text()
             check_length(corpus, self.batch_size, self.seq_len, self.source)

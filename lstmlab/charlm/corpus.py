@@ -18,28 +18,30 @@ from pathlib import Path
 
 import torch
 
+from lstmlab.errors import InvalidArgument
+
 DEFAULT_CORPUS = "python-reference"
 """Name of the corpus used without a text file: the Python language reference's topics."""
 
 TRAIN_FRACTION = 0.9
 
 
-def read_text(path: str | os.PathLike, argument: str = "--text") -> str:
-    """The UTF-8 text of the file at `path`; ValueError naming `argument` if unreadable, not UTF-8 or empty."""
+def read_text(path: str | os.PathLike, argument: str = "text") -> str:
+    """The UTF-8 text of the file at `path`; InvalidArgument naming `argument` if unreadable, not UTF-8 or empty."""
     try:
         data = Path(path).read_bytes()
     except OSError as error:
-        raise ValueError(f"charlm: {argument} must name a readable file; got {str(path)!r} ({error.strerror})") from None
+        raise InvalidArgument("charlm", argument, f"must name a readable file; got {str(path)!r} ({error.strerror})") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ValueError(
-            f"charlm: {argument} must be UTF-8 text; {str(path)!r} has an invalid byte at offset {error.start}"
+        raise InvalidArgument(
+            "charlm", argument, f"must be UTF-8 text; {str(path)!r} has an invalid byte at offset {error.start}"
         ) from None
     if text.startswith("\ufeff"):
         text = text[1:]
     if not text:
-        raise ValueError(f"charlm: {argument} must not be empty; {str(path)!r} has no characters")
+        raise InvalidArgument("charlm", argument, f"must not be empty; {str(path)!r} has no characters")
     return text
 
 
@@ -69,7 +71,7 @@ class Vocabulary:
 
     def __post_init__(self) -> None:
         if not self.chars or len(set(self.chars)) != len(self.chars):
-            raise ValueError(f"Vocabulary: chars must be non-empty and distinct; got {self.chars!r}")
+            raise InvalidArgument("Vocabulary", "chars", f"must be non-empty and distinct; got {self.chars!r}")
 
     @classmethod
     def from_text(cls, text: str) -> Vocabulary:
@@ -95,13 +97,15 @@ class Vocabulary:
         return "".join(dict.fromkeys(char for char in text if char not in index))
 
     def encode(self, text: str, argument: str = "text") -> torch.Tensor:
-        """(len(text),) int64 indices; ValueError naming `argument` and the unknown characters."""
+        """(len(text),) int64 indices; InvalidArgument naming `argument` and the unknown characters."""
         missing = self.missing(text)
         if missing:
             shown = ", ".join(repr(char) for char in missing[:10]) + (", ..." if len(missing) > 10 else "")
-            raise ValueError(
-                f"charlm: {argument} must use only characters of the model's vocabulary ({len(self)} characters); "
-                f"got {len(missing)} other{'s' if len(missing) > 1 else ''}: {shown}"
+            raise InvalidArgument(
+                "charlm",
+                argument,
+                f"must use only characters of the model's vocabulary ({len(self)} characters); "
+                f"got {len(missing)} other{'s' if len(missing) > 1 else ''}: {shown}",
             )
         index = self._index
         return torch.tensor([index[char] for char in text], dtype=torch.int64)
@@ -140,12 +144,14 @@ def minimum_length(batch_size: int, seq_len: int, train_fraction: float = TRAIN_
 
 
 def check_length(text: str, batch_size: int, seq_len: int, source: str) -> None:
-    """ValueError when `text` is too short for one training batch."""
+    """InvalidArgument when `text` is too short for one training batch."""
     need = minimum_length(batch_size, seq_len)
     if len(text) < need:
-        raise ValueError(
-            f"charlm: the corpus must have at least {need} characters to hold one batch of "
-            f"{batch_size} x {seq_len} in its {TRAIN_FRACTION:.0%} training part; {source} has {len(text)}"
+        raise InvalidArgument(
+            "charlm",
+            "corpus",
+            f"must have at least {need} characters to hold one batch of "
+            f"{batch_size} x {seq_len} in its {TRAIN_FRACTION:.0%} training part; {source} has {len(text)}",
         )
 
 
@@ -161,7 +167,7 @@ class Streams:
 
     def __init__(self, ids: torch.Tensor, batch_size: int, seq_len: int, drop_last: bool = True) -> None:
         if ids.dim() != 1 or len(ids) < 2:
-            raise ValueError(f"Streams: ids must be 1-D with at least 2 entries; got shape {tuple(ids.shape)}")
+            raise InvalidArgument("Streams", "ids", f"must be 1-D with at least 2 entries; got shape {tuple(ids.shape)}")
         self.batch_size = max(1, min(batch_size, (len(ids) - 1) // (seq_len if drop_last else 1)))
         self.seq_len = seq_len
         per_row = (len(ids) - 1) // self.batch_size

@@ -39,7 +39,7 @@ class _ReferenceLayer(torch.autograd.Function):
     def backward(ctx: Any, dy: torch.Tensor, *dfinal: torch.Tensor) -> Any:
         ctx.saved_tensors  # noqa: B018 - raises "modified by an inplace operation" if a view went stale
         dx, dstate, dw = reference.backward(ctx.spec, ctx.w_np, ctx.tape, _np(dy), tuple(_np(d) for d in dfinal))
-        as_tensor = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+        as_tensor = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a))
         return (None, None, None, as_tensor(dx), *(as_tensor(d) for d in dstate), *(as_tensor(d) for d in dw))
 
 

@@ -1,13 +1,39 @@
-"""Pictures (matplotlib, Agg backend: files only, no display)."""
+"""Pictures of the experiments, written to files (PNG).
+
+matplotlib is an optional dependency (`pip install 'lstmlab[plots]'`): it is imported
+when a picture is drawn, never by `import lstmlab`. Figures are made with
+`matplotlib.figure.Figure`, not pyplot, so drawing touches no global state: no
+backend is chosen, no window opens, nothing is left to close.
+"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import Any
 
-import matplotlib
+from lstmlab.errors import Unsupported
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+INSTALL = "pip install 'lstmlab[plots]'"
+
+
+def require(owner: str = "plots") -> None:
+    """Raise `Unsupported` naming `owner` and how to install matplotlib if it is missing.
+
+    For commands that draw at the end of a long run: they call it before the run.
+    """
+    _figure_class(owner)
+
+
+def _figure_class(owner: str = "plots") -> Any:
+    try:
+        return importlib.import_module("matplotlib.figure").Figure
+    except ImportError:
+        raise Unsupported(owner, "", f"needs matplotlib to draw its pictures; install it with {INSTALL}") from None
+
+
+def _figure(width: float, height: float) -> Any:
+    return _figure_class()(figsize=(width, height), dpi=110)
 
 
 def line_style(k: int) -> tuple[str, str]:
@@ -30,7 +56,8 @@ def learning_curves(
     moves beside the axes so that it hides no curve.
     """
     many = len(curves) > 6
-    fig, ax = plt.subplots(figsize=(7.6 if many else 6.4, 4.0), dpi=110)
+    fig = _figure(7.6 if many else 6.4, 4.0)
+    ax = fig.subplots()
     for k, (label, points) in enumerate(curves.items()):
         if points:
             steps, values = zip(*points)
@@ -55,7 +82,8 @@ def gradient_flow(series: dict[str, tuple[list[int], list[float]]], path: str | 
     """Gradient norm reaching each step against the lag to the loss, log scale.
 
     Labels "CELL, at init" are drawn dashed, in the colour of the other "CELL, ..." line."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    fig = _figure(6.4, 4.0)
+    ax = fig.subplots()
     colors: dict[str, str] = {}
     for label, (lags, norms) in series.items():
         group = label.split(",")[0]  # "rnn, at init" and "rnn, trained" share a colour
@@ -71,10 +99,9 @@ def gradient_flow(series: dict[str, tuple[list[int], list[float]]], path: str | 
     return _save(fig, path)
 
 
-def _save(fig: plt.Figure, path: str | Path) -> Path:
+def _save(fig: Any, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path

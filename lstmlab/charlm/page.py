@@ -21,8 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lstmlab.activations import FEATURES, LEFT, RIGHT, Ranked, rank_cells, saturation, trace
+from lstmlab import _checks
 from lstmlab.cells import LSTMSpec
+from lstmlab.charlm.trace import FEATURES, LEFT, RIGHT, Ranked, rank_cells, saturation, trace
+from lstmlab.errors import InvalidArgument, LstmlabError
 
 GATE_COLOURS = {"i": "#1f77b4", "f": "#2ca02c", "o": "#d62728", "r": "#9467bd", "z": "#ff7f0e"}
 GATE_NAMES = {"i": "input gate", "f": "forget gate", "o": "output gate", "r": "reset gate", "z": "update gate"}
@@ -387,29 +389,30 @@ def build(
     validation text. The first `chars` characters are coloured; the first `analyse`
     (at least `chars`) feed the ranking and the saturation statistics.
     """
-    from lstmlab.sampling import default_prime, generate, model_step
-    from lstmlab.tasks.charlm import CharLM
+    from lstmlab.charlm.sampling import check_options, default_prime, generate, model_step
+    from lstmlab.charlm.task import CharLM
     from lstmlab.train import load_run
 
-    for name, value in (("chars", chars), ("analyse", analyse)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"inspect: {name} must be a positive int; got {value!r}")
+    _checks.positive_int("inspect", "chars", chars)
+    _checks.positive_int("inspect", "analyse", analyse)
+    try:
+        check_options(temperature, 0, sample_length)
+    except LstmlabError as error:
+        raise error.relabel(owner="inspect", argument={"length": "sample_length"}.get(error.argument)) from None
     run = load_run(run_dir)
     task = run.task
     if not isinstance(task, CharLM):
-        raise ValueError(f"inspect: the run must be a charlm run; {str(run_dir)!r} holds a {run.config.task!r} run")
+        raise InvalidArgument("inspect", "run_dir", f"must hold a charlm run; {str(run_dir)!r} holds a {run.config.task!r} run")
     vocab = task.vocabulary
     passage_source = "the given text"
     if text is None:
         try:
             text = task.validation_text()
-        except ValueError as error:
-            raise ValueError(
-                f"inspect: the run's corpus cannot be read ({error}); give a text to look at with --text FILE"
-            ) from None
+        except LstmlabError as error:
+            raise InvalidArgument("inspect", "text", f"must be given, since the run's corpus cannot be read ({error})") from None
         passage_source = "the validation text"
     analysed = text[: max(chars, analyse)]
-    ids = vocab.encode(analysed, argument="--text")
+    ids = vocab.encode(analysed, argument="text")
     model = run.model.eval()
     x = torch.nn.functional.one_hot(ids, len(vocab)).to(model.readout.weight.dtype)
     layers = trace(model.recurrent, x)
