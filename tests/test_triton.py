@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -125,6 +126,61 @@ def test_refusals_name_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "#4972" in triton.unsupported(config, cpu.bfloat16())  # the interpreter's bfloat16 is broken upstream
     with pytest.raises(ValueError, match=r"backend='triton' cannot run this configuration: .*got torch.float64"):
         build("GRU-before", backend="triton")
+
+
+@needs_triton
+def test_kernels_compile_for_a_cuda_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled path, checked without a GPU: each kernel as the interpreter launched
+    it for every cell (float16, padded), compiled for sm_90 with bfloat16 for float16.
+    Triton's compiler and ptxas need no device; its front end refuses what the
+    interpreter lets pass (a non-constexpr global, a call of a non-jit function)."""
+    from triton import compile
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from lstmlab.backends.triton.launch import Kernel
+
+    launches: dict[tuple, Kernel] = {}
+    launcher = Kernel.__getitem__
+
+    def record(kernel: Kernel, grid: tuple[int, ...]) -> Any:
+        run = launcher(kernel, grid)
+
+        def launch(*args: Any, **constexprs: Any) -> Any:
+            types = tuple(f"*{_TRITON_TYPES[a.dtype]}" if isinstance(a, torch.Tensor) else "i32" for a in args)
+            launches[(kernel.fn.__name__, types, tuple(sorted(constexprs.items())))] = kernel
+            return run(*args, **constexprs)
+
+        return launch
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setattr(Kernel, "__getitem__", record)
+    for case in CASES:
+        module = with_backend(build(case), "triton", torch.zeros(1, dtype=torch.float16))
+        run_with_grads(module, make_input(2, 2, INPUT_SIZE, torch.float16), None, [2, 1])
+    assert {name for name, _, _ in launches} == {
+        kernel.fn.__name__ for family in ("lstm", "gru", "rnn") for kernel in _kernels_of(family)
+    }
+    target = GPUTarget("cuda", 90, 32)
+    for (_, types, constexprs), kernel in launches.items():
+        jit = kernel.form(interpret=False)
+        given = iter(types)
+        signature = {name: "constexpr" if name in dict(constexprs) else next(given) for name in jit.arg_names}
+        compile(ASTSource(jit, signature, dict(constexprs)), target=target)
+
+
+def _kernels_of(family: str) -> list:
+    """The Kernel objects defined in lstmlab.backends.triton.<family>_kernels."""
+    import importlib
+
+    from lstmlab.backends.triton.launch import Kernel
+
+    module = importlib.import_module(f"lstmlab.backends.triton.{family}_kernels")
+    return [value for value in vars(module).values() if isinstance(value, Kernel)]
+
+
+# torch dtype -> Triton pointer element type as compiled: float16 buffers stand for bfloat16 too
+_TRITON_TYPES = {torch.float32: "fp32", torch.float16: "bf16", torch.int32: "i32"}
 
 
 def test_auto_never_picks_triton_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,7 +23,8 @@ from torch import Tensor
 from lstmlab.backends.triton.launch import float32_copy, keep_flags, kernel, launch
 from lstmlab.cells import GRUSpec, LayerWeights
 
-R, Z, N = 0, 1, 2  # block index of each gate (GATES order in lstmlab.cells.gru)
+# block index of each gate (GATES order in lstmlab.cells.gru); compiled kernels read only constexpr globals
+R, Z, N = tl.constexpr(0), tl.constexpr(1), tl.constexpr(2)
 
 
 @kernel(do_not_specialize=["t"])

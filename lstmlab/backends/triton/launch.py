@@ -44,7 +44,8 @@ class Kernel:
         self.options = options
         self._forms: dict[bool, Any] = {}
 
-    def _form(self, interpret: bool) -> Any:
+    def form(self, interpret: bool) -> Any:
+        """The interpreted (InterpretedFunction) or compiled (JITFunction) kernel."""
         if interpret not in self._forms:
             if interpret:
                 from triton.runtime.interpreter import InterpretedFunction
@@ -57,7 +58,7 @@ class Kernel:
         return self._forms[interpret]
 
     def __getitem__(self, grid: tuple[int, ...]) -> Callable[..., Any]:
-        return self._form(interpreting())[grid]
+        return self.form(interpreting())[grid]
 
 
 def kernel(**options: Any) -> Callable[[Callable[..., None]], Kernel]:
