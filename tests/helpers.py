@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
@@ -81,7 +82,7 @@ def numpy_weights(module: torch.nn.Module) -> list[LayerWeights]:
 def random_like(t: torch.Tensor, seed: int) -> torch.Tensor:
     """A random tensor shaped like t, the same for every dtype with the same seed."""
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(t.shape, generator=generator, dtype=torch.float64).to(t.dtype)
+    return torch.randn(t.shape, generator=generator, dtype=torch.float64).to(device=t.device, dtype=t.dtype)
 
 
 def make_input(T: int, B: int, I: int, dtype: torch.dtype, seed: int = 1) -> torch.Tensor:  # noqa: E741
@@ -162,6 +163,31 @@ def transfer(src: torch.nn.Module, dst: torch.nn.Module) -> torch.nn.Module:
     """Copy src's parameters into dst (same names), in dst's dtype."""
     dst.load_state_dict(src.state_dict())
     return dst
+
+
+def with_backend(module: torch.nn.Module, backend: str, x: torch.Tensor) -> torch.nn.Module:
+    """A copy of `module` that runs on `backend`, with x's dtype and device; skips when
+    the backend cannot run it."""
+    reason = backends.get(backend).unsupported(module.config, x)
+    if reason is not None:
+        pytest.skip(f"{backend}: {reason}")
+    config = module.config
+    kwargs = {"num_layers": config.num_layers, "bidirectional": config.bidirectional, "bias": config.bias}
+    if config.proj_size:
+        kwargs["proj_size"] = config.proj_size
+    flags = vars(config.spec)  # the spec's fields are the constructor's cell flags
+    copy = type(module)(
+        config.input_size,
+        config.hidden_size,
+        **kwargs,
+        **flags,
+        batch_first=module.batch_first,
+        backend=backend,
+        dtype=x.dtype,
+        device=x.device,
+    )
+    assert copy.config == config
+    return transfer(module, copy)
 
 
 def np_seed(seed: int) -> np.random.Generator:

@@ -19,7 +19,7 @@ from helpers import (
     make_input,
     make_state,
     run_with_grads,
-    transfer,
+    with_backend,
 )
 from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence
@@ -48,23 +48,6 @@ def _input(module: torch.nn.Module, dtype: torch.dtype, noncontiguous: bool) -> 
     return x
 
 
-def _with_backend(module: torch.nn.Module, backend: str, x: torch.Tensor) -> torch.nn.Module:
-    """A copy of `module` that runs on `backend`; skips when the backend cannot run it."""
-    reason = backends.get(backend).unsupported(module.config, x)
-    if reason is not None:
-        pytest.skip(f"{backend}: {reason}")
-    config = module.config
-    kwargs = {"num_layers": config.num_layers, "bidirectional": config.bidirectional, "bias": config.bias}
-    if config.proj_size:
-        kwargs["proj_size"] = config.proj_size
-    flags = vars(config.spec)  # the spec's fields are the constructor's cell flags
-    copy = type(module)(
-        config.input_size, config.hidden_size, **kwargs, **flags, batch_first=module.batch_first, backend=backend, dtype=x.dtype
-    )
-    assert copy.config == config
-    return transfer(module, copy)
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("case", CASES)
@@ -72,7 +55,7 @@ def test_backend_matches_reference_float64(case: str, layout: str, backend: str)
     kwargs, packed, noncontiguous, with_hx = LAYOUTS[layout]
     reference = build(case, backend="reference", **kwargs)
     x = _input(reference, torch.float64, noncontiguous)
-    module = _with_backend(reference, backend, x)
+    module = with_backend(reference, backend, x)
     assert module.active_backend == backend
     lengths = LENGTHS if packed else None
     state = make_state(reference, B) if with_hx else None
@@ -87,7 +70,7 @@ def test_backend_in_float32_matches_reference(case: str, backend: str) -> None:
     kwargs, packed, _, _ = LAYOUTS["packed-bidirectional-2layers"]
     reference = build(case, backend="reference", **kwargs)
     x = _input(reference, torch.float64, False)
-    module = _with_backend(reference, backend, x.float()).float()
+    module = with_backend(reference, backend, x.float()).float()
     state = make_state(reference, B)
     expected = run_with_grads(reference, x, state, LENGTHS)
     actual = run_with_grads(module, x.float(), tuple(s.float() for s in state), LENGTHS)
@@ -119,7 +102,7 @@ def test_reference_backend_gradients_match_finite_differences(case: str) -> None
 @pytest.mark.parametrize("case", CASES)
 def test_empty_sequence(case: str, backend: str) -> None:
     module = build(case, num_layers=2, bidirectional=True, batch_first=True)
-    module = _with_backend(module, backend, next(module.parameters())) if backend != "auto" else module
+    module = with_backend(module, backend, next(module.parameters())) if backend != "auto" else module
     state = tuple(s.requires_grad_(True) for s in make_state(module, B))
     y, final = module(torch.zeros(B, 0, INPUT_SIZE, dtype=torch.float64), state if len(state) > 1 else state[0])
     final = (final,) if isinstance(final, torch.Tensor) else final

@@ -4,6 +4,9 @@
 - "eager": per-step torch ops under autograd; any device, any cell.
 - "native": torch's own kernels, for the configurations torch has.
 - "fused": C++ kernels for the CPU (`lstmlab.backends.fused`), compiled on first use.
+- "triton": Triton kernels for CUDA (`lstmlab.backends.triton`), when triton is installed;
+  on the CPU only under Triton's interpreter (TRITON_INTERPRET=1), for tests. Not in
+  "auto"'s order: its speed is not measured yet.
 - "auto": the fastest registered backend that can run the configuration.
 """
 
@@ -19,6 +22,7 @@ from lstmlab.backends.eager import EagerBackend
 from lstmlab.backends.fused import FusedBackend
 from lstmlab.backends.native import NativeBackend
 from lstmlab.backends.numpy_reference import ReferenceBackend
+from lstmlab.backends.triton import TritonBackend
 from lstmlab.cells import torch_mode
 from lstmlab.errors import InvalidArgument, Unsupported
 
@@ -118,7 +122,7 @@ def _warn_unavailable(name: str, reason: str) -> None:
     warnings.warn(f"backend='auto' runs without the {name} backend: {reason}", RuntimeWarning, stacklevel=4)
 
 
-for _backend in (ReferenceBackend(), EagerBackend(), NativeBackend(), FusedBackend()):
+for _backend in (ReferenceBackend(), EagerBackend(), NativeBackend(), FusedBackend(), TritonBackend()):
     register(_backend)
 
 __all__ = ["Backend", "LayeredBackend", "StackConfig", "auto_order", "get", "names", "register", "resolve"]

@@ -1,0 +1,139 @@
+"""The Triton backend: one layer in one direction per call, as a torch autograd
+Function whose backward is written by hand.
+
+Forward: the input projection W x + b_ih of all steps is one matrix product; the
+cell family's loop (`lstm_kernels`, `gru_kernels`, `rnn_kernels`) runs, per step,
+the recurrent product and one fused Triton kernel for the pointwise work. Backward:
+the family's loop runs, per step, the fused pointwise backward kernel and the
+recurrent products; the gradients of x, W_ih and b_ih are large products after it.
+
+This first version launches the kernels from a Python loop over the steps (one or
+two kernels and one to three matrix products per step); a persistent kernel that
+keeps the recurrent weights on chip, or CUDA graphs, would remove that overhead.
+
+Importing this module does not import triton: the kernels load on first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lstmlab.backends.base import Layer, LayeredBackend, StackConfig
+from lstmlab.cells import CellSpec, GRUSpec, LayerWeights, LSTMSpec
+
+INSTALL = "pip install 'triton>=3.0' (or lstmlab's extra: pip install 'lstmlab[gpu]')"
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+@functools.cache
+def import_error() -> str | None:
+    """Why triton cannot be imported here, or None when it can."""
+    try:
+        import triton  # noqa: F401
+    except Exception as exc:  # a missing package, or one built for another platform
+        return f"triton cannot be imported ({type(exc).__name__}: {exc}); {INSTALL}"
+    return None
+
+
+def kernels(spec: CellSpec) -> ModuleType:
+    """The module holding the kernels and time loops of spec's cell family."""
+    name = "lstm" if isinstance(spec, LSTMSpec) else "gru" if isinstance(spec, GRUSpec) else "rnn"
+    return importlib.import_module(f"lstmlab.backends.triton.{name}_kernels")
+
+
+def _on_device(x: Tensor) -> contextlib.AbstractContextManager:
+    # Triton launches on the current CUDA device
+    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
+
+
+def _flat(t: Tensor) -> Tensor:
+    return t.reshape(-1, t.shape[-1])
+
+
+class _TritonLayer(torch.autograd.Function):
+    """(x, *state, *weights) -> (y, *final state) for one layer in one direction."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, spec: CellSpec, lengths: Tensor | None, save: bool, n_state: int, x: Tensor, *tensors: Tensor
+    ) -> tuple[Tensor, ...]:
+        state, w = tensors[:n_state], LayerWeights(*tensors[n_state:])
+        T, B = x.shape[0], x.shape[1]
+        with _on_device(x):
+            zx = torch.addmm(w.b_ih, _flat(x), w.w_ih.t()) if w.b_ih is not None else _flat(x) @ w.w_ih.t()
+            y, final, tape = kernels(spec).forward(spec, zx.view(T, B, -1), state, w, lengths, save)
+        ctx.spec, ctx.lengths, ctx.taped = spec, lengths, save
+        if save:
+            ctx.tape_keys = tuple(tape)
+            ctx.save_for_backward(x, *w, *tape.values())
+        return (y, *final)
+
+    @staticmethod
+    def backward(ctx: Any, dy: Tensor, *dfinal: Tensor) -> tuple[Tensor | None, ...]:
+        if not ctx.taped:
+            raise RuntimeError(
+                "lstmlab triton: this forward ran without saving for backward (grad mode off or no input requiring grad)"
+            )
+        x, *rest = ctx.saved_tensors
+        w = LayerWeights(*rest[: len(LayerWeights._fields)])
+        tape = dict(zip(ctx.tape_keys, rest[len(LayerWeights._fields) :]))
+        with _on_device(x):
+            dzx, dstate, grads = kernels(ctx.spec).backward(ctx.spec, w, ctx.lengths, tape, dy, dfinal)
+            dx = (_flat(dzx) @ w.w_ih).view(x.shape) if ctx.needs_input_grad[4] else None
+            grads["w_ih"] = _flat(dzx).t() @ _flat(x)
+            grads["b_ih"] = dzx.float().sum((0, 1)) if w.b_ih is not None else None
+        dweights = [None if t is None else grads[name].to(t.dtype) for name, t in zip(LayerWeights._fields, w)]
+        dstate = tuple(d.to(s.dtype) for d, s in zip(dstate, dfinal))
+        return (None, None, None, None, dx, *dstate, *dweights)
+
+
+class TritonBackend(LayeredBackend):
+    """CUDA (or the CPU under TRITON_INTERPRET=1); float32, float16 and bfloat16; every
+    cell and flag. The matrix products run in the input's dtype (torch's, which on CUDA
+    accumulate in float32); the pointwise work, the LSTM's cell state, the saved gate
+    activations and the carried gradients are float32."""
+
+    name = "triton"
+
+    def unsupported(self, config: StackConfig, x: torch.Tensor) -> str | None:
+        error = import_error()
+        if error is not None:
+            return error
+        from lstmlab.backends.triton.launch import interpreting
+
+        interpret = interpreting()
+        if x.device.type == "cpu" and not interpret:
+            return (
+                "the Triton kernels run on CUDA devices, or on the CPU under Triton's interpreter "
+                "(set TRITON_INTERPRET=1); got device cpu"
+            )
+        if x.device.type not in ("cpu", "cuda"):
+            return f"the Triton kernels run on CUDA devices; got device {x.device}"
+        if x.dtype not in DTYPES:
+            return f"the Triton kernels compute in float32, float16 or bfloat16; got {x.dtype}"
+        if x.dtype == torch.bfloat16 and interpret:
+            return (
+                "Triton's interpreter (TRITON_INTERPRET=1) computes bfloat16 wrongly "
+                "(triton-lang/triton issues #4972 and #11584); bfloat16 runs compiled, on CUDA"
+            )
+        return None
+
+    def layer(
+        self,
+        spec: CellSpec,
+        x: torch.Tensor,
+        state: tuple[torch.Tensor, ...],
+        w: LayerWeights,
+        lengths: torch.Tensor | None,
+    ) -> Layer:
+        # inference stores nothing for backward
+        save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *state, *w))
+        out = _TritonLayer.apply(spec, lengths, save, len(state), x, *state, *w)
+        return out[0], tuple(out[1:])

@@ -1,0 +1,494 @@
+"""Triton kernels for the LSTM (every flag of `lstmlab.cells.lstm`, equations L1-L7
+there), and the time loops that launch them for one layer in one direction.
+
+Per step, forward: the recurrent product U h (+ b_hh) with torch, FGR's V a with
+torch, then one kernel for all pointwise work (gates, cell update, masking); with a
+projection, the product W_hr m and, with lengths, a small kernel that masks h.
+Backward, per step: one kernel for all pointwise work, then the products for dh
+(and FGR's da); with a projection, first a small masking kernel and the product
+that gives dm. The weight gradients are large products after the loop.
+
+Layout: one step's pre-activations are (B, NG*H), the gate blocks in the weight
+rows' order (`LSTMSpec.gates`); the kernels take each gate's block index as a
+constexpr (-1: the gate is absent). The cell state, the saved activations and the
+carried gradients are float32 whatever the input's dtype; h, m and FGR's a keep the
+input's dtype, since they feed matrix products.
+
+No `from __future__ import annotations` here: Triton reads `tl.constexpr` from the
+kernels' annotations, which must stay objects, not strings.
+"""
+
+import torch
+import triton.language as tl
+from torch import Tensor
+
+from lstmlab.backends.triton.launch import float32_copy, keep_flags, kernel, launch
+from lstmlab.cells import LayerWeights, LSTMSpec
+
+
+def constexprs(spec: LSTMSpec) -> dict[str, int]:
+    """The kernels' cell flags: block index of each gate (NG blocks), of each
+    peephole vector and of each FGR block (NR blocks); -1 where absent."""
+
+    def index(names: tuple[str, ...], gate: str) -> int:
+        return names.index(gate) if gate in names else -1
+
+    flags = {f"B{gate.upper()}": index(spec.gates, gate) for gate in ("i", "f", "g", "o")}
+    flags |= {f"P{gate.upper()}": index(spec.peephole_gates, gate) for gate in ("i", "f", "o")}
+    flags |= {f"R{gate.upper()}": index(spec.recurrent_gates, gate) for gate in ("i", "f", "o")}
+    flags |= {"NG": len(spec.gates), "NR": len(spec.recurrent_gates), "COUPLED": int(spec.coupled)}
+    flags |= {"TANH_G": int(spec.input_activation == "tanh"), "TANH_H": int(spec.output_activation == "tanh")}
+    return flags
+
+
+@kernel(do_not_specialize=["t"])
+def lstm_forward_step(
+    zx_ptr,  # (B, NG*H) W x + b_ih
+    zh_ptr,  # (B, NG*H) U h + b_hh
+    za_ptr,  # (B, NR*H) V a (FGR)
+    c_ptr,  # (B, H) float32, the previous cell state
+    p_ptr,  # peephole vectors
+    h_prev_ptr,  # (B, H) the previous h (no projection, with lengths)
+    a_prev_ptr,  # (B, NR*H) the previous gate state (FGR)
+    lengths_ptr,  # (B,) int32
+    c_out_ptr,  # (B, H) float32
+    h_out_ptr,  # (B, H) h' without a projection, m with one
+    y_ptr,  # (B, H) the output (no projection, with lengths)
+    a_out_ptr,  # (B, NR*H) (FGR)
+    gates_ptr,  # (B, NG*H) float32 activations, for backward
+    t,
+    H,
+    n,
+    BLOCK: tl.constexpr,
+    BI: tl.constexpr,
+    BF: tl.constexpr,
+    BG: tl.constexpr,
+    BO: tl.constexpr,
+    PI: tl.constexpr,
+    PF: tl.constexpr,
+    PO: tl.constexpr,
+    RI: tl.constexpr,
+    RF: tl.constexpr,
+    RO: tl.constexpr,
+    NG: tl.constexpr,
+    NR: tl.constexpr,
+    COUPLED: tl.constexpr,
+    TANH_G: tl.constexpr,
+    TANH_H: tl.constexpr,
+    PROJ: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr,
+):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    valid = offs < n
+    b = offs // H
+    j = offs % H
+    row = b * (NG * H) + j
+    arow = b * (NR * H) + j
+    one = tl.full([BLOCK], 1.0, tl.float32)
+    c = tl.load(c_ptr + offs, mask=valid, other=0.0)
+
+    i = one
+    if BI >= 0:  # (L1)
+        x = tl.load(zx_ptr + row + BI * H, mask=valid, other=0.0).to(tl.float32)
+        x += tl.load(zh_ptr + row + BI * H, mask=valid, other=0.0).to(tl.float32)
+        if RI >= 0:
+            x += tl.load(za_ptr + arow + RI * H, mask=valid, other=0.0).to(tl.float32)
+        if PI >= 0:
+            x += tl.load(p_ptr + PI * H + j, mask=valid, other=0.0).to(tl.float32) * c
+        e = tl.exp(-tl.abs(x))  # sigmoid from exp(-|x|), which never overflows
+        i = tl.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    f = one
+    if COUPLED:  # (L2) CIFG
+        f = 1.0 - i
+    elif BF >= 0:  # (L2)
+        x = tl.load(zx_ptr + row + BF * H, mask=valid, other=0.0).to(tl.float32)
+        x += tl.load(zh_ptr + row + BF * H, mask=valid, other=0.0).to(tl.float32)
+        if RF >= 0:
+            x += tl.load(za_ptr + arow + RF * H, mask=valid, other=0.0).to(tl.float32)
+        if PF >= 0:
+            x += tl.load(p_ptr + PF * H + j, mask=valid, other=0.0).to(tl.float32) * c
+        e = tl.exp(-tl.abs(x))
+        f = tl.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    g = tl.load(zx_ptr + row + BG * H, mask=valid, other=0.0).to(tl.float32)  # (L3)
+    g += tl.load(zh_ptr + row + BG * H, mask=valid, other=0.0).to(tl.float32)
+    if TANH_G:
+        e = tl.exp(-2.0 * tl.abs(g))
+        g = tl.where(g >= 0, 1.0, -1.0) * (1.0 - e) / (1.0 + e)
+    c_new = f * c + i * g  # (L4)
+    o = one
+    if BO >= 0:  # (L5)
+        x = tl.load(zx_ptr + row + BO * H, mask=valid, other=0.0).to(tl.float32)
+        x += tl.load(zh_ptr + row + BO * H, mask=valid, other=0.0).to(tl.float32)
+        if RO >= 0:
+            x += tl.load(za_ptr + arow + RO * H, mask=valid, other=0.0).to(tl.float32)
+        if PO >= 0:
+            x += tl.load(p_ptr + PO * H + j, mask=valid, other=0.0).to(tl.float32) * c_new
+        e = tl.exp(-tl.abs(x))
+        o = tl.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    hc = c_new
+    if TANH_H:
+        e = tl.exp(-2.0 * tl.abs(c_new))
+        hc = tl.where(c_new >= 0, 1.0, -1.0) * (1.0 - e) / (1.0 + e)
+    m = o * hc  # (L6); h' = m, or W_hr m (L7) after this kernel
+
+    keep = valid
+    if HAS_LENGTHS:
+        keep = tl.load(lengths_ptr + b, mask=valid, other=0) > t
+    tl.store(c_out_ptr + offs, tl.where(keep, c_new, c), mask=valid)
+    if PROJ:
+        tl.store(h_out_ptr + offs, m.to(h_out_ptr.dtype.element_ty), mask=valid)
+    elif HAS_LENGTHS:
+        h_prev = tl.load(h_prev_ptr + offs, mask=valid, other=0.0).to(tl.float32)
+        tl.store(h_out_ptr + offs, tl.where(keep, m, h_prev).to(h_out_ptr.dtype.element_ty), mask=valid)
+        tl.store(y_ptr + offs, tl.where(keep, m, 0.0).to(y_ptr.dtype.element_ty), mask=valid)
+    else:
+        tl.store(h_out_ptr + offs, m.to(h_out_ptr.dtype.element_ty), mask=valid)
+    if RI >= 0:
+        a_prev = tl.load(a_prev_ptr + arow + RI * H, mask=valid, other=0.0).to(tl.float32)
+        tl.store(a_out_ptr + arow + RI * H, tl.where(keep, i, a_prev).to(a_out_ptr.dtype.element_ty), mask=valid)
+    if RF >= 0:
+        a_prev = tl.load(a_prev_ptr + arow + RF * H, mask=valid, other=0.0).to(tl.float32)
+        tl.store(a_out_ptr + arow + RF * H, tl.where(keep, f, a_prev).to(a_out_ptr.dtype.element_ty), mask=valid)
+    if RO >= 0:
+        a_prev = tl.load(a_prev_ptr + arow + RO * H, mask=valid, other=0.0).to(tl.float32)
+        tl.store(a_out_ptr + arow + RO * H, tl.where(keep, o, a_prev).to(a_out_ptr.dtype.element_ty), mask=valid)
+    if BI >= 0:
+        tl.store(gates_ptr + row + BI * H, i, mask=valid)
+    if BF >= 0:
+        tl.store(gates_ptr + row + BF * H, f, mask=valid)
+    tl.store(gates_ptr + row + BG * H, g, mask=valid)
+    if BO >= 0:
+        tl.store(gates_ptr + row + BO * H, o, mask=valid)
+
+
+@kernel(do_not_specialize=["t"])
+def lstm_backward_step(
+    dy_ptr,  # (B, H) gradient of this step's output (no projection)
+    dhg_ptr,  # (B, H) gradient of h' through the next step's U (no projection)
+    dhc_ptr,  # (B, H) float32, gradient of h' carried past padding (in/out; no projection)
+    dm_ptr,  # (B, H) gradient of m, already masked (projection)
+    dc_ptr,  # (B, H) float32, gradient of the cell state (in/out)
+    dag_ptr,  # (B, NR*H) gradient of a' through the next step's V (FGR)
+    dac_ptr,  # (B, NR*H) float32, gradient of a' carried past padding (in/out; FGR)
+    gates_ptr,  # (B, NG*H) float32 activations
+    c_ptr,  # (B, H) float32, the previous cell state
+    c_new_ptr,  # (B, H) float32, this step's cell state
+    p_ptr,  # peephole vectors
+    lengths_ptr,  # (B,) int32
+    dz_ptr,  # (B, NG*H) out: gradient of the pre-activations
+    dza_ptr,  # (B, NR*H) out: the same for FGR's gates, contiguous
+    t,
+    H,
+    n,
+    BLOCK: tl.constexpr,
+    BI: tl.constexpr,
+    BF: tl.constexpr,
+    BG: tl.constexpr,
+    BO: tl.constexpr,
+    PI: tl.constexpr,
+    PF: tl.constexpr,
+    PO: tl.constexpr,
+    RI: tl.constexpr,
+    RF: tl.constexpr,
+    RO: tl.constexpr,
+    NG: tl.constexpr,
+    NR: tl.constexpr,
+    COUPLED: tl.constexpr,
+    TANH_G: tl.constexpr,
+    TANH_H: tl.constexpr,
+    PROJ: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr,
+):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    valid = offs < n
+    b = offs // H
+    j = offs % H
+    row = b * (NG * H) + j
+    arow = b * (NR * H) + j
+    one = tl.full([BLOCK], 1.0, tl.float32)
+    zero = tl.full([BLOCK], 0.0, tl.float32)
+    keep = valid
+    if HAS_LENGTHS:
+        keep = tl.load(lengths_ptr + b, mask=valid, other=0) > t
+
+    # padded steps pass the incoming gradients on: dz = 0 there, so the products add nothing
+    if PROJ:
+        dh = tl.load(dm_ptr + offs, mask=valid, other=0.0).to(tl.float32)
+    else:
+        dh_in = tl.load(dhg_ptr + offs, mask=valid, other=0.0).to(tl.float32)
+        dh_in += tl.load(dhc_ptr + offs, mask=valid, other=0.0)
+        dh = dh_in + tl.load(dy_ptr + offs, mask=valid, other=0.0).to(tl.float32)
+        tl.store(dhc_ptr + offs, tl.where(keep, zero, dh_in), mask=valid)
+    dc_in = tl.load(dc_ptr + offs, mask=valid, other=0.0)
+    da_i = zero
+    da_f = zero
+    da_o = zero
+    if RI >= 0:
+        da_i = tl.load(dag_ptr + arow + RI * H, mask=valid, other=0.0).to(tl.float32)
+        da_i += tl.load(dac_ptr + arow + RI * H, mask=valid, other=0.0)
+        tl.store(dac_ptr + arow + RI * H, tl.where(keep, zero, da_i), mask=valid)
+    if RF >= 0:
+        da_f = tl.load(dag_ptr + arow + RF * H, mask=valid, other=0.0).to(tl.float32)
+        da_f += tl.load(dac_ptr + arow + RF * H, mask=valid, other=0.0)
+        tl.store(dac_ptr + arow + RF * H, tl.where(keep, zero, da_f), mask=valid)
+    if RO >= 0:
+        da_o = tl.load(dag_ptr + arow + RO * H, mask=valid, other=0.0).to(tl.float32)
+        da_o += tl.load(dac_ptr + arow + RO * H, mask=valid, other=0.0)
+        tl.store(dac_ptr + arow + RO * H, tl.where(keep, zero, da_o), mask=valid)
+
+    c = tl.load(c_ptr + offs, mask=valid, other=0.0)
+    c_new = tl.load(c_new_ptr + offs, mask=valid, other=0.0)
+    i = one
+    if BI >= 0:
+        i = tl.load(gates_ptr + row + BI * H, mask=valid, other=0.0)
+    f = one
+    if COUPLED:
+        f = 1.0 - i
+    elif BF >= 0:
+        f = tl.load(gates_ptr + row + BF * H, mask=valid, other=0.0)
+    g = tl.load(gates_ptr + row + BG * H, mask=valid, other=0.0)
+    o = one
+    if BO >= 0:
+        o = tl.load(gates_ptr + row + BO * H, mask=valid, other=0.0)
+    hc = c_new
+    if TANH_H:
+        e = tl.exp(-2.0 * tl.abs(c_new))
+        hc = tl.where(c_new >= 0, 1.0, -1.0) * (1.0 - e) / (1.0 + e)
+        dc_new = dc_in + dh * o * (1.0 - hc * hc)  # (L6)
+    else:
+        dc_new = dc_in + dh * o
+    if BO >= 0:  # (L5)
+        dpo = (dh * hc + da_o) * o * (1.0 - o)
+        if PO >= 0:
+            dc_new += dpo * tl.load(p_ptr + PO * H + j, mask=valid, other=0.0).to(tl.float32)
+        tl.store(dz_ptr + row + BO * H, tl.where(keep, dpo, zero).to(dz_ptr.dtype.element_ty), mask=valid)
+        if RO >= 0:
+            tl.store(dza_ptr + arow + RO * H, tl.where(keep, dpo, zero).to(dza_ptr.dtype.element_ty), mask=valid)
+    df = dc_new * c  # (L4)
+    di = dc_new * g
+    dg = dc_new * i
+    dc = dc_new * f
+    if TANH_G:  # (L3)
+        dpg = dg * (1.0 - g * g)
+    else:
+        dpg = dg
+    tl.store(dz_ptr + row + BG * H, tl.where(keep, dpg, zero).to(dz_ptr.dtype.element_ty), mask=valid)
+    if COUPLED:  # (L2) f = 1 - i
+        di = di - df
+    elif BF >= 0:  # (L2)
+        dpf = (df + da_f) * f * (1.0 - f)
+        if PF >= 0:
+            dc += dpf * tl.load(p_ptr + PF * H + j, mask=valid, other=0.0).to(tl.float32)
+        tl.store(dz_ptr + row + BF * H, tl.where(keep, dpf, zero).to(dz_ptr.dtype.element_ty), mask=valid)
+        if RF >= 0:
+            tl.store(dza_ptr + arow + RF * H, tl.where(keep, dpf, zero).to(dza_ptr.dtype.element_ty), mask=valid)
+    if BI >= 0:  # (L1)
+        dpi = (di + da_i) * i * (1.0 - i)
+        if PI >= 0:
+            dc += dpi * tl.load(p_ptr + PI * H + j, mask=valid, other=0.0).to(tl.float32)
+        tl.store(dz_ptr + row + BI * H, tl.where(keep, dpi, zero).to(dz_ptr.dtype.element_ty), mask=valid)
+        if RI >= 0:
+            tl.store(dza_ptr + arow + RI * H, tl.where(keep, dpi, zero).to(dza_ptr.dtype.element_ty), mask=valid)
+    tl.store(dc_ptr + offs, tl.where(keep, dc, dc_in), mask=valid)
+
+
+@kernel(do_not_specialize=["t"])
+def project_forward_step(
+    hp_ptr,  # (B, P) W_hr m
+    h_prev_ptr,  # (B, P)
+    lengths_ptr,  # (B,) int32
+    h_out_ptr,  # (B, P)
+    y_ptr,  # (B, P)
+    t,
+    P,
+    n,
+    BLOCK: tl.constexpr,
+):
+    """(L7) with lengths: padded rows keep h and output zero."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    valid = offs < n
+    keep = tl.load(lengths_ptr + offs // P, mask=valid, other=0) > t
+    hp = tl.load(hp_ptr + offs, mask=valid, other=0.0)
+    h_prev = tl.load(h_prev_ptr + offs, mask=valid, other=0.0)
+    tl.store(h_out_ptr + offs, tl.where(keep, hp, h_prev), mask=valid)
+    tl.store(y_ptr + offs, tl.where(keep, hp, 0.0), mask=valid)
+
+
+@kernel(do_not_specialize=["t"])
+def project_backward_step(
+    dy_ptr,  # (B, P) gradient of this step's output
+    dhg_ptr,  # (B, P) gradient of h' through the next step's U
+    dhc_ptr,  # (B, P) float32, gradient of h' carried past padding (in/out)
+    lengths_ptr,  # (B,) int32
+    dhp_ptr,  # (B, P) out: gradient of W_hr m (zero on padded rows)
+    t,
+    P,
+    n,
+    BLOCK: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr,
+):
+    """Gradient of h' = W_hr m (L7), masked: the input of the product dm = dh' W_hr."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    valid = offs < n
+    keep = valid
+    if HAS_LENGTHS:
+        keep = tl.load(lengths_ptr + offs // P, mask=valid, other=0) > t
+    dh_in = tl.load(dhg_ptr + offs, mask=valid, other=0.0).to(tl.float32)
+    dh_in += tl.load(dhc_ptr + offs, mask=valid, other=0.0)
+    dh = dh_in + tl.load(dy_ptr + offs, mask=valid, other=0.0).to(tl.float32)
+    zero = tl.full([BLOCK], 0.0, tl.float32)
+    tl.store(dhc_ptr + offs, tl.where(keep, zero, dh_in), mask=valid)
+    tl.store(dhp_ptr + offs, tl.where(keep, dh, zero).to(dhp_ptr.dtype.element_ty), mask=valid)
+
+
+def _recurrent(h: Tensor, w: Tensor, bias: Tensor | None, out: Tensor) -> None:
+    """out = h w^T (+ bias), in place."""
+    if bias is None:
+        torch.mm(h, w.t(), out=out)
+    else:
+        torch.addmm(bias, h, w.t(), out=out)
+
+
+def forward(
+    spec: LSTMSpec, zx: Tensor, state: tuple[Tensor, ...], w: LayerWeights, lengths: Tensor | None, save: bool
+) -> tuple[Tensor, tuple[Tensor, ...], dict[str, Tensor | None]]:
+    """One layer in one direction from zx = W x + b_ih (T, B, NG*H).
+
+    Returns y (T, B, P), the final state (h, c[, a]) and the tape backward reads.
+    """
+    T, B = zx.shape[0], zx.shape[1]
+    h0, c0 = state[0], state[1]
+    P, H = h0.shape[-1], c0.shape[-1]
+    flags = constexprs(spec)
+    proj, fgr = w.w_hr is not None, spec.gate_recurrence
+    lens, has_lengths = keep_flags(lengths, zx)
+    f32 = dict(device=zx.device, dtype=torch.float32)
+    dummy = zx.new_empty(1)
+
+    hs = zx.new_empty(T + 1, B, P)  # h before each step, then the final h
+    hs[0] = h0
+    cs = torch.empty(T + 1, B, H, **f32)
+    cs[0] = c0
+    acts = zx.new_empty(T + 1, B, flags["NR"] * H) if fgr else None
+    if acts is not None:
+        acts[0] = state[2]
+    y = zx.new_empty(T, B, P) if has_lengths else hs[1:]
+    gates = torch.empty(T if save else 1, B, flags["NG"] * H, **f32)
+    ms = zx.new_empty(T if save else 1, B, H) if proj else None
+    zh = zx.new_empty(B, flags["NG"] * H)
+    za = zx.new_empty(B, flags["NR"] * H) if fgr else dummy
+    hp = zx.new_empty(B, P) if proj and has_lengths else None
+    p = w.w_ch.contiguous() if w.w_ch is not None else dummy
+    for t in range(T):
+        s = t if save else 0
+        _recurrent(hs[t], w.w_hh, w.b_hh, zh)
+        if acts is not None:
+            torch.mm(acts[t], w.w_gh.t(), out=za)
+        launch(
+            lstm_forward_step,
+            B * H,
+            zx[t],
+            zh,
+            za,
+            cs[t],
+            p,
+            hs[t],
+            acts[t] if acts is not None else dummy,
+            lens,
+            cs[t + 1],
+            ms[s] if ms is not None else hs[t + 1],
+            y[t],
+            acts[t + 1] if acts is not None else dummy,
+            gates[s],
+            t,
+            H,
+            PROJ=proj,
+            HAS_LENGTHS=has_lengths,
+            **flags,
+        )
+        if ms is not None and hp is None:
+            torch.mm(ms[s], w.w_hr.t(), out=hs[t + 1])
+        elif ms is not None:
+            torch.mm(ms[s], w.w_hr.t(), out=hp)
+            launch(project_forward_step, B * P, hp, hs[t], lens, hs[t + 1], y[t], t, P)
+    final: tuple[Tensor, ...] = (hs[T].clone(), cs[T].to(zx.dtype))
+    if acts is not None:
+        final += (acts[T].clone(),)
+    tape = {"hs": hs, "cs": cs, "acts": acts, "gates": gates, "ms": ms}
+    return y, final, tape
+
+
+def backward(
+    spec: LSTMSpec,
+    w: LayerWeights,
+    lengths: Tensor | None,
+    tape: dict[str, Tensor | None],
+    dy: Tensor,
+    dfinal: tuple[Tensor, ...],
+) -> tuple[Tensor, tuple[Tensor, ...], dict[str, Tensor | None]]:
+    """Backward of `forward`: (dzx (T, B, NG*H), gradients of the initial state,
+    gradients of w_hh, b_hh, w_ch, w_gh, w_hr)."""
+    hs, cs, acts, gates, ms = (tape[k] for k in ("hs", "cs", "acts", "gates", "ms"))
+    T, B, P = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
+    H = cs.shape[-1]
+    flags = constexprs(spec)
+    proj, fgr = w.w_hr is not None, spec.gate_recurrence
+    lens, has_lengths = keep_flags(lengths, hs)
+    dummy = hs.new_empty(1)
+    dy = dy.contiguous()
+
+    dz = hs.new_empty(T, B, flags["NG"] * H)
+    dza = hs.new_empty(T, B, flags["NR"] * H) if fgr else None
+    dhp = hs.new_empty(T, B, P) if proj else None
+    dhg = hs.new_zeros(B, P)
+    dhc, dc = float32_copy(dfinal[0]), float32_copy(dfinal[1])  # the kernels update these in place
+    dag = hs.new_zeros(B, flags["NR"] * H) if fgr else dummy
+    dac = float32_copy(dfinal[2]) if fgr else dummy
+    dm = hs.new_empty(B, H) if proj else dummy
+    p = w.w_ch.contiguous() if w.w_ch is not None else dummy
+    for t in reversed(range(T)):
+        if dhp is not None:
+            launch(project_backward_step, B * P, dy[t], dhg, dhc, lens, dhp[t], t, P, HAS_LENGTHS=has_lengths)
+            torch.mm(dhp[t], w.w_hr, out=dm)
+        launch(
+            lstm_backward_step,
+            B * H,
+            dy[t],
+            dhg,
+            dhc,
+            dm,
+            dc,
+            dag,
+            dac,
+            gates[t],
+            cs[t],
+            cs[t + 1],
+            p,
+            lens,
+            dz[t],
+            dza[t] if dza is not None else dummy,
+            t,
+            H,
+            PROJ=proj,
+            HAS_LENGTHS=has_lengths,
+            **flags,
+        )
+        torch.mm(dz[t], w.w_hh, out=dhg)
+        if dza is not None:
+            torch.mm(dza[t], w.w_gh, out=dag)
+
+    dstate: tuple[Tensor, ...] = (dhg + dhc, dc)
+    if fgr:
+        dstate += (dag + dac,)
+    flat = lambda a: a.reshape(-1, a.shape[-1])
+    grads: dict[str, Tensor | None] = {"w_hh": flat(dz).t() @ flat(hs[:-1])}
+    grads["b_hh"] = dz.float().sum((0, 1)) if w.b_hh is not None else None
+    if spec.peephole:
+        blocks = {gate: dz[..., k * H : (k + 1) * H].float() for k, gate in enumerate(spec.gates)}
+        cell = {"i": cs[:-1], "f": cs[:-1], "o": cs[1:]}  # input and forget gates peek at c, the output gate at c'
+        grads["w_ch"] = torch.cat([(blocks[gate] * cell[gate]).sum((0, 1)) for gate in spec.peephole_gates])
+    if dza is not None:
+        grads["w_gh"] = flat(dza).t() @ flat(acts[:-1])
+    if dhp is not None:
+        grads["w_hr"] = flat(dhp).t() @ flat(ms)
+    return dz, dstate, grads
