@@ -242,7 +242,7 @@ class _Recurrent(nn.Module):
 
     def _tensor(self, name: str, t: Any, like: Tensor) -> Tensor:
         """`t`, checked to be a tensor of the parameters' dtype and device (under autocast,
-        a floating-point tensor of another dtype is cast to the parameters', as torch's RNNs accept it)."""
+        a floating-point tensor of another dtype is cast to the parameters' and computed in it)."""
         owner = self._owner
         if not isinstance(t, Tensor):
             raise WrongType(owner, name, f"must be a Tensor; got {type(t).__name__}")
@@ -330,7 +330,10 @@ class _Recurrent(nn.Module):
         if x.shape[0] == 0:
             return x.new_zeros(0, x.shape[1], self.config.num_directions * self.config.output_size), state
         backend = backends.resolve(self.backend, self.config, x, self._owner)
-        return backend.run(self.config, x, lengths, state, self.layer_weights(), self.training)
+        # Under autocast every backend computes in the parameters' dtype: one behaviour everywhere
+        # (oneDNN's LSTM, for one, fails on the mixed dtypes autocast would hand it).
+        with torch.autocast(x.device.type, enabled=False):
+            return backend.run(self.config, x, lengths, state, self.layer_weights(), self.training)
 
     def _run(self, input: Any, hx: Any) -> tuple[Any, tuple[Tensor, ...]]:
         """A stack's forward: check, convert to time-major padded form, compute, convert back."""
@@ -497,8 +500,8 @@ class _FromTorch:
         first = next(module.parameters())
         ours = cls(**args, **kwargs, device=first.device, dtype=first.dtype)
         theirs = module.state_dict()
-        mine = ours.state_dict()
-        differ = sorted(k for k in set(theirs) | set(mine) if theirs.get(k, mine.get(k)).shape != mine.get(k, theirs[k]).shape)
+        shapes = [{name: tuple(t.shape) for name, t in sd.items()} for sd in (theirs, ours.state_dict())]
+        differ = sorted(name for name in shapes[0].keys() | shapes[1].keys() if shapes[0].get(name) != shapes[1].get(name))
         if differ:
             given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
             raise InvalidArgument(
@@ -538,8 +541,9 @@ class LSTM(_FromTorch, _Recurrent):
     `forget_bias` is added to the forget gate's initial bias.
     `backend` (see `lstmlab.backends`): "auto" (default: the fastest that runs the
     configuration, from measurements), "fused" (C++ CPU kernels), "native" (torch's own
-    kernels; torch's LSTM only), "eager" (per-step torch ops; any device), "reference"
-    (NumPy, float64, hand-written BPTT). Settable later, as are `dropout` and `batch_first`.
+    kernels; torch's LSTM only), "triton" (GPU kernels; CUDA, or the CPU under
+    TRITON_INTERPRET=1), "eager" (per-step torch ops; any device), "reference" (NumPy,
+    float64, hand-written BPTT). Settable later, as are `dropout` and `batch_first`.
 
     Shapes (D = 2 if bidirectional else 1, H_out = proj_size or hidden_size):
         input: (T, B, input_size), (B, T, input_size) with batch_first, (T, input_size)

@@ -113,6 +113,34 @@ def test_empty_sequence(case: str, backend: str) -> None:
     assert all(torch.equal(s.grad, torch.ones_like(s)) for s in state)
 
 
+@pytest.mark.parametrize("backend", ["auto", *BACKENDS])
+@pytest.mark.parametrize("case", CASES)
+def test_empty_batch(case: str, backend: str) -> None:
+    """B = 0: outputs and final states of the right (empty) shapes, and a backward that runs (torch's behaviour)."""
+    reference = build(case, num_layers=2, bidirectional=True)
+    x = make_input(T, 0, INPUT_SIZE, torch.float64).requires_grad_(True)
+    module = with_backend(reference, backend, x) if backend != "auto" else reference
+    y, final = module(x)
+    final = (final,) if isinstance(final, torch.Tensor) else final
+    assert y.shape == (T, 0, 2 * module.config.output_size)
+    assert [tuple(s.shape) for s in final] == [(4, 0, size) for size in module.config.state_sizes]
+    y.sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape
+    assert all(p.grad is not None and torch.equal(p.grad, torch.zeros_like(p)) for p in module.parameters())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", ["LSTM-NP", "LSTM-vanilla", "GRU-after", "RNN-tanh"])
+def test_dropout_set_after_construction_takes_effect(case: str, backend: str) -> None:
+    module = with_backend(build(case, num_layers=2), backend, torch.zeros(1, dtype=torch.float64)).train()
+    x = make_input(T, B, INPUT_SIZE, torch.float64)
+    assert torch.equal(module(x)[0], module(x)[0])  # built without dropout
+    module.dropout = 0.5
+    assert not torch.equal(module(x)[0], module(x)[0])
+    module.dropout = 0.0
+    assert torch.equal(module(x)[0], module(x)[0])
+
+
 # -- choosing a backend -----------------------------------------------------------------
 
 

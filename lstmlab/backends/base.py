@@ -128,3 +128,8 @@ def step_mask(lengths: torch.Tensor | None, T: int, like: torch.Tensor) -> torch
         return None
     t = torch.arange(T, device=like.device)[:, None]
     return (t < lengths.to(like.device)[None, :]).to(like.dtype)[..., None]
+
+
+def rows(t: torch.Tensor) -> torch.Tensor:
+    """t (..., F) as a matrix (N, F) of its rows: how a time-major sequence enters one large product."""
+    return t.reshape(-1, t.shape[-1])

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.autograd.function import once_differentiable
 
 from lstmlab import reference
 from lstmlab.backends.base import Layer, LayeredBackend, StackConfig
 from lstmlab.cells import CellSpec, LayerWeights
+from lstmlab.errors import Unsupported
 
 
 def _np(t: torch.Tensor | None) -> np.ndarray | None:
@@ -35,8 +35,11 @@ class _ReferenceLayer(torch.autograd.Function):
         return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in (y, *final))
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, dy: torch.Tensor, *dfinal: torch.Tensor) -> Any:
+        if torch.is_grad_enabled():  # create_graph=True: the NumPy backward cannot be differentiated
+            raise Unsupported(
+                "reference", "backend", "computes no gradients of gradients (double backward); use backend='eager'"
+            )
         ctx.saved_tensors  # noqa: B018 - raises "modified by an inplace operation" if a view went stale
         dx, dstate, dw = reference.backward(ctx.spec, ctx.w_np, ctx.tape, _np(dy), tuple(_np(d) for d in dfinal))
         as_tensor = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a))

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lstmlab.backends.base import Layer, LayeredBackend, StackConfig
+from lstmlab.backends.base import Layer, LayeredBackend, StackConfig, rows
 from lstmlab.cells import CellSpec, GRUSpec, LayerWeights, LSTMSpec
 
 INSTALL = "pip install 'triton>=3.0' (or lstmlab's extra: pip install 'lstmlab[gpu]')"
@@ -53,10 +53,6 @@ def _on_device(x: Tensor) -> contextlib.AbstractContextManager:
     return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
 
 
-def _flat(t: Tensor) -> Tensor:
-    return t.reshape(-1, t.shape[-1])
-
-
 class _TritonLayer(torch.autograd.Function):
     """(x, *state, *weights) -> (y, *final state) for one layer in one direction."""
 
@@ -67,7 +63,7 @@ class _TritonLayer(torch.autograd.Function):
         state, w = tensors[:n_state], LayerWeights(*tensors[n_state:])
         T, B = x.shape[0], x.shape[1]
         with _on_device(x):
-            zx = torch.addmm(w.b_ih, _flat(x), w.w_ih.t()) if w.b_ih is not None else _flat(x) @ w.w_ih.t()
+            zx = torch.addmm(w.b_ih, rows(x), w.w_ih.t()) if w.b_ih is not None else rows(x) @ w.w_ih.t()
             y, final, tape = kernels(spec).forward(spec, zx.view(T, B, -1), state, w, lengths, save)
         ctx.spec, ctx.lengths, ctx.taped = spec, lengths, save
         if save:
@@ -86,8 +82,8 @@ class _TritonLayer(torch.autograd.Function):
         tape = dict(zip(ctx.tape_keys, rest[len(LayerWeights._fields) :]))
         with _on_device(x):
             dzx, dstate, grads = kernels(ctx.spec).backward(ctx.spec, w, ctx.lengths, tape, dy, dfinal)
-            dx = (_flat(dzx) @ w.w_ih).view(x.shape) if ctx.needs_input_grad[4] else None
-            grads["w_ih"] = _flat(dzx).t() @ _flat(x)
+            dx = (rows(dzx) @ w.w_ih).view(x.shape) if ctx.needs_input_grad[4] else None
+            grads["w_ih"] = rows(dzx).t() @ rows(x)
             grads["b_ih"] = dzx.float().sum((0, 1)) if w.b_ih is not None else None
         dweights = [None if t is None else grads[name].to(t.dtype) for name, t in zip(LayerWeights._fields, w)]
         dstate = tuple(d.to(s.dtype) for d, s in zip(dstate, dfinal))

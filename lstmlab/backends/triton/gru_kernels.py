@@ -20,6 +20,7 @@ import torch
 import triton.language as tl
 from torch import Tensor
 
+from lstmlab.backends.base import rows
 from lstmlab.backends.triton.launch import float32_copy, keep_flags, kernel, launch
 from lstmlab.cells import GRUSpec, LayerWeights
 
@@ -317,7 +318,6 @@ def backward(
     dy = dy.contiguous()
     dhg = hs.new_zeros(B, H)
     dhc = float32_copy(dfinal[0])  # the kernels update it in place
-    flat = lambda a: a.reshape(-1, a.shape[-1])
     dzx = hs.new_empty(T, B, 3 * H)
     if spec.reset == "after":
         dzh = hs.new_empty(T, B, 3 * H)
@@ -339,7 +339,7 @@ def backward(
                 HAS_LENGTHS=has_lengths,
             )
             torch.mm(dzh[t], w.w_hh, out=dhg)
-        grads: dict[str, Tensor | None] = {"w_hh": flat(dzh).t() @ flat(hs[:-1])}
+        grads: dict[str, Tensor | None] = {"w_hh": rows(dzh).t() @ rows(hs[:-1])}
         grads["b_hh"] = dzh.float().sum((0, 1)) if w.b_hh is not None else None
         return dzx, (dhg + dhc,), grads
 
@@ -352,7 +352,7 @@ def backward(
         torch.mm(dzx[t, :, 2 * H :], w_n, out=drh)
         launch(gru_before_backward_reset_step, B * H, drh, hs[t], gates[t], dhc, dzx[t], H)
         torch.mm(dzx[t, :, : 2 * H], w_rz, out=dhg)
-    dz = flat(dzx)
-    grads = {"w_hh": torch.cat([dz[:, : 2 * H].t() @ flat(hs[:-1]), dz[:, 2 * H :].t() @ flat(extra)])}
+    dz = rows(dzx)
+    grads = {"w_hh": torch.cat([dz[:, : 2 * H].t() @ rows(hs[:-1]), dz[:, 2 * H :].t() @ rows(extra)])}
     grads["b_hh"] = dzx.float().sum((0, 1)) if w.b_hh is not None else None
     return dzx, (dhg + dhc,), grads

@@ -22,6 +22,7 @@ import torch
 import triton.language as tl
 from torch import Tensor
 
+from lstmlab.backends.base import rows
 from lstmlab.backends.triton.launch import float32_copy, keep_flags, kernel, launch
 from lstmlab.cells import LayerWeights, LSTMSpec
 
@@ -480,15 +481,14 @@ def backward(
     dstate: tuple[Tensor, ...] = (dhg + dhc, dc)
     if fgr:
         dstate += (dag + dac,)
-    flat = lambda a: a.reshape(-1, a.shape[-1])
-    grads: dict[str, Tensor | None] = {"w_hh": flat(dz).t() @ flat(hs[:-1])}
+    grads: dict[str, Tensor | None] = {"w_hh": rows(dz).t() @ rows(hs[:-1])}
     grads["b_hh"] = dz.float().sum((0, 1)) if w.b_hh is not None else None
     if spec.peephole:
         blocks = {gate: dz[..., k * H : (k + 1) * H].float() for k, gate in enumerate(spec.gates)}
         cell = {"i": cs[:-1], "f": cs[:-1], "o": cs[1:]}  # input and forget gates peek at c, the output gate at c'
         grads["w_ch"] = torch.cat([(blocks[gate] * cell[gate]).sum((0, 1)) for gate in spec.peephole_gates])
     if dza is not None:
-        grads["w_gh"] = flat(dza).t() @ flat(acts[:-1])
+        grads["w_gh"] = rows(dza).t() @ rows(acts[:-1])
     if dhp is not None:
-        grads["w_hr"] = flat(dhp).t() @ flat(ms)
+        grads["w_hr"] = rows(dhp).t() @ rows(ms)
     return dz, dstate, grads

@@ -10,6 +10,7 @@ import torch
 import triton.language as tl
 from torch import Tensor
 
+from lstmlab.backends.base import rows
 from lstmlab.backends.triton.launch import float32_copy, keep_flags, kernel, launch
 from lstmlab.cells import LayerWeights, RNNSpec
 
@@ -127,7 +128,6 @@ def backward(
     for t in reversed(range(T)):
         launch(rnn_backward_step, B * H, dy[t], dhg, dhc, acts[t], lens, dz[t], t, H, RELU=relu, HAS_LENGTHS=has_lengths)
         torch.mm(dz[t], w.w_hh, out=dhg)
-    flat = lambda a: a.reshape(-1, a.shape[-1])
-    grads: dict[str, Tensor | None] = {"w_hh": flat(dz).t() @ flat(hs[:-1])}
+    grads: dict[str, Tensor | None] = {"w_hh": rows(dz).t() @ rows(hs[:-1])}
     grads["b_hh"] = dz.float().sum((0, 1)) if w.b_hh is not None else None
     return dz, (dhg + dhc,), grads
