@@ -26,9 +26,9 @@ from dataclasses import asdict, dataclass
 import torch
 
 from lstmlab import models
+from lstmlab.cells import torch_mode
 
 CELLS = ("rnn", "lstm", "peephole", "cifg", "gru")  # the default selection
-TORCH_CELLS = ("rnn", "rnn-relu", "lstm", "gru")  # cells torch has, so "native" runs them
 GRID = ((100, 16, 64), (100, 32, 128), (100, 64, 256), (100, 128, 512))
 QUICK_GRID = ((50, 16, 64), (50, 64, 256))
 MEMORY_SIZE = (1000, 32, 256)
@@ -64,7 +64,8 @@ def make_module(cell: str, size: int, backend: str) -> torch.nn.Module:
 
 def backends_for(cell: str) -> tuple[str, ...]:
     """Backends compared for `cell`: native only where torch has the cell."""
-    return ("fused", "native", "eager") if cell in TORCH_CELLS else ("fused", "eager")
+    has_torch_cell = torch_mode(models.build_recurrent(cell, 1, 1).config.spec) is not None
+    return ("fused", "native", "eager") if has_torch_cell else ("fused", "eager")
 
 
 def _steps(module: torch.nn.Module, x: torch.Tensor) -> tuple[Callable[[], None], Callable[[], None]]:
