@@ -4,6 +4,7 @@ of a backend by name.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -25,6 +26,9 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from lstmlab import backends
+from lstmlab.backends import StackConfig
+from lstmlab.cells import GRUSpec, LSTMSpec
+from lstmlab.cells.lstm import spec_from_flags
 
 T, B = 3, 3
 LENGTHS = [2, 3, 1]
@@ -164,6 +168,25 @@ def test_auto_picks_the_first_backend_that_runs_and_never_reference(case: str, d
     else:
         assert chosen != "native"
     module(make_input(T, B, INPUT_SIZE, dtype))
+
+
+def test_auto_on_cuda_runs_triton_only_where_measured_faster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CUDA rule as a function of (config, device type, table): no GPU needed."""
+    lstm, gru = StackConfig(LSTMSpec(), 2, 6), StackConfig(GRUSpec(reset="before"), 2, 6)
+    peephole = StackConfig(spec_from_flags("peephole"), 2, 6)
+    monkeypatch.setattr(backends, "TRITON_OVER_BEST_CUDA", {})  # as before any GPU measured it
+    for config in (lstm, gru, peephole, replace(lstm, proj_size=3)):
+        assert backends.auto_order(config, "cuda") == ("native", "eager")  # cuDNN where torch has the cell, else eager
+    monkeypatch.setitem(backends.TRITON_OVER_BEST_CUDA, "peephole", {8: (0.5, 0.9), 1024: (1.3, 1.0)})
+    monkeypatch.setitem(backends.TRITON_OVER_BEST_CUDA, "gru-before", {8: (1.1, 0.95)})  # 1.1 x 0.95 > 1: slower
+    assert backends.auto_order(peephole, "cuda") == ("triton", "native", "eager")  # H=6 is nearest 8
+    assert backends.auto_order(replace(peephole, hidden_size=700), "cuda") == ("native", "eager")  # nearest 1024
+    assert backends.auto_order(gru, "cuda") == ("native", "eager")
+    assert backends.auto_order(lstm, "cuda") == ("native", "eager")  # measured for other cells only
+    assert backends.auto_order(replace(peephole, proj_size=3), "cuda") == ("native", "eager")  # "peephole-proj": not measured
+    assert "triton" not in backends.auto_order(peephole, "cpu") + backends.auto_order(peephole, "mps")
+    assert backends.auto_order(lstm, "cuda", {"lstm": {4: (0.9, 0.9)}})[0] == "triton"  # an explicit table
+    assert backends.auto_order(peephole, "cuda", {})[0] == "native"
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -60,3 +60,13 @@ def test_auto_on_cuda_picks_a_backend_that_runs_there() -> None:
     assert peephole.active_backend not in ("reference", "native")
     y, _ = peephole(torch.randn(5, 2, 3, device="cuda"))
     assert y.device.type == "cuda"
+
+
+def test_auto_on_cuda_runs_triton_only_where_the_table_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    peephole = lstmlab.LSTM(3, 4, variant="peephole", device="cuda")
+    monkeypatch.setattr(lstmlab.backends, "TRITON_OVER_BEST_CUDA", {})
+    assert peephole.active_backend == "eager"  # nothing measured: never triton
+    monkeypatch.setitem(lstmlab.backends.TRITON_OVER_BEST_CUDA, "peephole", {4: (0.5, 0.5)})
+    triton_runs = lstmlab.backends.get("triton").unsupported(peephole.config, next(peephole.parameters())) is None
+    assert peephole.active_backend == ("triton" if triton_runs else "eager")
+    assert lstmlab.LSTM(3, 4, device="cuda").active_backend == "native"  # measured for the peephole LSTM only

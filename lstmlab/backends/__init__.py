@@ -5,9 +5,10 @@
 - "native": torch's own kernels, for the configurations torch has.
 - "fused": C++ kernels for the CPU (`lstmlab.backends.fused`), compiled on first use.
 - "triton": Triton kernels for CUDA (`lstmlab.backends.triton`), when triton is installed;
-  on the CPU only under Triton's interpreter (TRITON_INTERPRET=1), for tests. Not in
-  "auto"'s order: its speed is not measured yet.
-- "auto": the fastest registered backend that can run the configuration.
+  on the CPU only under Triton's interpreter (TRITON_INTERPRET=1), for tests. "auto" runs
+  it only where TRITON_OVER_BEST_CUDA records it faster; that table is empty until a GPU
+  has measured it.
+- "auto": the fastest registered backend that can run the configuration (`auto_order`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from lstmlab.backends.fused import FusedBackend
 from lstmlab.backends.native import NativeBackend
 from lstmlab.backends.numpy_reference import ReferenceBackend
 from lstmlab.backends.triton import TritonBackend
-from lstmlab.cells import torch_mode
+from lstmlab.cells import cell_name, torch_mode
 from lstmlab.errors import InvalidArgument, Unsupported
 
 _REGISTRY: dict[str, Backend] = {}
@@ -54,6 +55,15 @@ FUSED_OVER_NATIVE: dict[str, dict[int, tuple[float, float]]] = {
 }
 
 
+# Time of triton over the fastest other backend on CUDA (native, that is cuDNN, where
+# torch has the cell, else eager), (training step, inference), by cell name
+# (`lstmlab.cells.cell_name`; "-proj" added with proj_size) and hidden size: T=1024, input
+# size = hidden size, the grid of `lstmlab bench --device cuda`, whose JSON
+# `lstmlab.experiments.speed.cuda_auto_table` turns into this table (the worse of float32
+# and bfloat16). Empty: no GPU has measured it yet, so "auto" never runs triton.
+TRITON_OVER_BEST_CUDA: dict[str, dict[int, tuple[float, float]]] = {}
+
+
 def _torch_kind(config: StackConfig) -> str | None:
     """ "lstm", "lstm-proj", "gru" or "rnn" when torch has this cell, else None."""
     mode = torch_mode(config.spec)
@@ -64,19 +74,51 @@ def _torch_kind(config: StackConfig) -> str | None:
     return "gru" if mode == "GRU" else "rnn"
 
 
-def auto_order(config: StackConfig) -> tuple[str, ...]:
-    """Backends "auto" tries for `config`, fastest first.
+def _cell_key(config: StackConfig) -> str | None:
+    """The key of `config` in TRITON_OVER_BEST_CUDA, None for an LSTM no variant names."""
+    name = cell_name(config.spec)
+    return None if name is None else name + ("-proj" if config.proj_size else "")
 
-    Between fused and native, the measurement in FUSED_OVER_NATIVE at the nearest
-    hidden size (on a log scale) decides.
+
+def _measured_faster(table: dict[str, dict[int, tuple[float, float]]], key: str | None, hidden_size: int) -> bool:
+    """Whether `table` records its backend faster for `key`: at the measured hidden size
+    nearest `hidden_size` (on a log scale), the geometric mean of the training and
+    inference ratios is below 1. Nothing measured: not faster."""
+    sizes = table.get(key) if key is not None else None
+    if not sizes:
+        return False
+    nearest = min(sizes, key=lambda size: abs(math.log(size / max(hidden_size, 1))))
+    train, infer = sizes[nearest]
+    return train * infer < 1.0
+
+
+def auto_order(
+    config: StackConfig, device: str = "cpu", table: dict[str, dict[int, tuple[float, float]]] | None = None
+) -> tuple[str, ...]:
+    """Backends "auto" tries for `config` on a device of type `device`, fastest first.
+
+    - "cpu": fused and native (for the cells torch has), in the order FUSED_OVER_NATIVE
+      measured at the nearest hidden size; then eager.
+    - "cuda": triton first only where TRITON_OVER_BEST_CUDA measured it faster than the
+      best of native and eager for this cell at the nearest hidden size; else triton is
+      left out, and native (cuDNN, for the cells torch has) goes before eager. The table
+      is empty until a GPU has measured it, so triton is never chosen before then.
+    - any other device: native, then eager.
+
+    `table` stands in for the device's recorded table (FUSED_OVER_NATIVE or
+    TRITON_OVER_BEST_CUDA): the rule is a function of its arguments only.
     """
-    kind = _torch_kind(config)
-    if kind is None:
-        return ("fused", "native", "eager")
-    table = FUSED_OVER_NATIVE[kind]
-    nearest = min(table, key=lambda size: abs(math.log(size / max(config.hidden_size, 1))))
-    train, infer = table[nearest]
-    return ("fused", "native", "eager") if train * infer < 1.0 else ("native", "fused", "eager")
+    if device == "cpu":
+        kind = _torch_kind(config)
+        if kind is None:
+            return ("fused", "native", "eager")
+        fused_first = _measured_faster(FUSED_OVER_NATIVE if table is None else table, kind, config.hidden_size)
+        return ("fused", "native", "eager") if fused_first else ("native", "fused", "eager")
+    if device == "cuda":
+        recorded = TRITON_OVER_BEST_CUDA if table is None else table
+        if _measured_faster(recorded, _cell_key(config), config.hidden_size):
+            return ("triton", "native", "eager")
+    return ("native", "eager")
 
 
 def get(name: str) -> Backend:
@@ -90,7 +132,7 @@ def resolve(name: str, config: StackConfig, x: torch.Tensor, owner: str = "RNN")
     Raises `Unsupported` (a ValueError) naming the reason when an explicitly chosen backend cannot run it.
     """
     if name == "auto":
-        for candidate in auto_order(config):
+        for candidate in auto_order(config, x.device.type):
             backend = _REGISTRY.get(candidate)
             if backend is None:
                 continue

@@ -34,9 +34,37 @@ def torch_mode(spec: CellSpec) -> str | None:
     return "RNN_RELU" if spec.nonlinearity == "relu" else "RNN_TANH"
 
 
+def cell_name(spec: CellSpec) -> str | None:
+    """The name `lstmlab train --cell` and `lstmlab bench --cells` give this cell ("lstm",
+    "peephole", "cifg", "gru-before", "rnn-relu", ...), or None for a combination of LSTM
+    flags that no variant names. The peephole LSTM is "peephole" (Greff's "vanilla")."""
+    if isinstance(spec, GRUSpec):
+        return "gru" if spec.reset == "after" else "gru-before"
+    if isinstance(spec, RNNSpec):
+        return "rnn" if spec.nonlinearity == "tanh" else "rnn-relu"
+    return _LSTM_NAMES.get(spec)
+
+
+_LSTM_NAMES: dict[LSTMSpec, str] = {
+    **{lstm.spec_from_flags(name): name.lower() for name in VARIANTS if name != "vanilla"},
+    LSTMSpec(): "lstm",
+}
+
+
 def num_gates(spec: CellSpec) -> int:
     """Number of H-row blocks in weight_ih / weight_hh."""
     return len(spec.gates)
 
 
-__all__ = ["CellSpec", "GRUSpec", "LSTMSpec", "LayerWeights", "RNNSpec", "VARIANTS", "family", "num_gates", "torch_mode"]
+__all__ = [
+    "CellSpec",
+    "GRUSpec",
+    "LSTMSpec",
+    "LayerWeights",
+    "RNNSpec",
+    "VARIANTS",
+    "cell_name",
+    "family",
+    "num_gates",
+    "torch_mode",
+]

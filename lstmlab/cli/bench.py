@@ -1,14 +1,16 @@
-"""`lstmlab bench`: speed of every cell on every backend against torch's nn.LSTM, and memory."""
+"""`lstmlab bench`: speed of every cell on every backend against torch's nn.LSTM, and memory;
+with `--device cuda`, the GPU measurement (triton, cuDNN, eager against nn.LSTM/GRU/RNN)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from lstmlab.experiments.speed import CELLS
+    from lstmlab.experiments.speed import CELLS, CUDA_CELLS, EAGER_STEPS
 
     parser = subparsers.add_parser(
         "bench",
@@ -23,11 +25,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--eager-repeats", type=int, default=None, help="repeats for the slow eager backend (default: 3)")
     parser.add_argument(
         "--cells",
-        default=",".join(CELLS),
-        help=f"comma-separated cells to time, any of `lstmlab train --cell` (default: {','.join(CELLS)})",
+        default=None,
+        help=f"comma-separated cells to time, any of `lstmlab train --cell` (default: {','.join(CELLS)}; "
+        f"with --device cuda: {','.join(CUDA_CELLS)})",
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own setting)")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda: time triton, native (cuDNN) and eager against torch's nn.LSTM/GRU/RNN of the cell's family at "
+        "T=1024, B x H = 16x256, 64x512, 16x768, 64x1024 (--quick: T=64, 16x256), with the peak CUDA memory of one "
+        "training step per backend (default: cpu)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "both"),
+        default=None,
+        help="with --device cuda: the dtypes to time (default: both); the CPU bench times float32",
+    )
+    parser.add_argument(
+        "--eager-steps",
+        type=int,
+        default=None,
+        help=f"with --device cuda: time eager on the first N steps only and scale its times to T (default: {EAGER_STEPS}; "
+        "N >= T: every step)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -39,16 +63,29 @@ def run(args: argparse.Namespace) -> int:
     from lstmlab.errors import InvalidArgument
     from lstmlab.experiments import speed
 
-    cells = tuple(c.strip().lower() for c in args.cells.split(",") if c.strip())
+    if args.device == "cuda" and not torch.cuda.is_available():
+        why = "this torch build has no CUDA" if torch.version.cuda is None else "torch.cuda.is_available() is False"
+        raise InvalidArgument("bench", "--device", f"=cuda needs a CUDA device; torch {torch.__version__} sees none ({why})")
+    if args.device == "cpu":
+        for flag, value in (("--dtype", args.dtype if args.dtype != "float32" else None), ("--eager-steps", args.eager_steps)):
+            if value is not None:
+                raise InvalidArgument(
+                    "bench", flag, f"applies with --device cuda only (the CPU bench times float32); got {value}"
+                )
+    default_cells = speed.CELLS if args.device == "cpu" else speed.CUDA_CELLS
+    cells_arg = ",".join(default_cells) if args.cells is None else args.cells
+    cells = tuple(c.strip().lower() for c in cells_arg.split(",") if c.strip())
     unknown = [c for c in cells if c not in models.CELLS]
     if unknown or not cells:
-        got = ", ".join(unknown) or repr(args.cells)
+        got = ", ".join(unknown) or repr(cells_arg)
         raise InvalidArgument("bench", "--cells", f"must be among {', '.join(models.CELLS)}; got {got}")
     repeats = args.repeats or (3 if args.quick else 7)
     if repeats < 1:
         raise InvalidArgument("bench", "--repeats", f"must be positive; got {repeats}")
     if args.threads is not None:
         set_threads("bench", args.threads)
+    if args.device == "cuda":
+        return _run_cuda(args, cuda_settings(args, cells, repeats))
     grid = speed.QUICK_GRID if args.quick else speed.GRID
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {repeats} repeats; ms")
     header = f"{'cell':<10} {'T':>4} {'B x H':>9}  {'backend':<8} {'train':>9} {'/nn.LSTM':>8} {'infer':>9} {'/nn.LSTM':>8}"
@@ -76,4 +113,92 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {m.backend:<8} {m.peak_mb:8.1f} MB  {m.peak_mb / base:5.2f} x nn.LSTM")
     if args.json:
         Path(args.json).write_text(json.dumps(speed.as_json(timings, memory), indent=1) + "\n")
+    return 0
+
+
+def _ratio(a: float, b: float, width: int = 7) -> str:
+    return f"{a / b:>{width}.2f}" if not (math.isnan(a) or math.isnan(b)) else f"{'-':>{width}}"
+
+
+def cuda_settings(args: argparse.Namespace, cells: tuple[str, ...], repeats: int) -> dict:
+    """What `lstmlab bench --device cuda` measures, from its flags (as recorded in its JSON);
+    needs no GPU."""
+    from lstmlab.errors import InvalidArgument
+    from lstmlab.experiments import speed
+
+    dtypes = list(speed.CUDA_DTYPES) if args.dtype in (None, "both") else [args.dtype]
+    grid = speed.CUDA_QUICK_GRID if args.quick else speed.CUDA_GRID
+    eager_repeats = args.eager_repeats or min(repeats, 3)
+    eager_steps = speed.EAGER_STEPS if args.eager_steps is None else args.eager_steps
+    for flag, value in (("--eager-repeats", eager_repeats), ("--eager-steps", eager_steps)):
+        if value < 1:
+            raise InvalidArgument("bench", flag, f"must be positive; got {value}")
+    return {
+        "repeats": repeats,
+        "eager_repeats": eager_repeats,
+        "eager_steps": eager_steps,
+        "cells": list(cells),
+        "grid": [list(size) for size in grid],
+        "dtypes": dtypes,
+    }
+
+
+def _run_cuda(args: argparse.Namespace, settings: dict) -> int:
+    """`lstmlab bench --device cuda`: the table, as rows arrive (and the JSON rewritten after
+    each), then the targets met and the auto table these numbers give."""
+    from lstmlab.experiments import speed
+
+    cells, grid = tuple(settings["cells"]), tuple(tuple(size) for size in settings["grid"])
+    repeats, eager_repeats, eager_steps = settings["repeats"], settings["eager_repeats"], settings["eager_steps"]
+    dtypes = tuple(speed.CUDA_DTYPES[name] for name in settings["dtypes"])
+    info = speed.cuda_json([], settings)
+    print(f"{info['gpu']}; torch {info['torch']}, CUDA {info['cuda']}, cuDNN {info['cudnn']}, triton {info['triton']}")
+    longest = max(T for T, _, _ in grid)
+    if eager_steps < longest:
+        scale = f"x{longest / eager_steps:g} at T={longest}"
+        eager_note = f"eager: median of {eager_repeats} on the first {eager_steps} steps, times scaled to T ({scale})"
+    else:
+        eager_note = f"eager: median of {eager_repeats} over every step"
+    print(f"median of {repeats} repeats, ms between synchronisations; {eager_note}")
+    print("peak: CUDA memory of one training step above model and input, MB; /torch: over torch's module of the family (cuDNN)")
+    header = (
+        f"{'cell':<10} {'T':>4} {'B x H':>8} {'dtype':<8} {'backend':<8} {'train':>8} {'/torch':>7} {'/eager':>7}"
+        f" {'infer':>8} {'/torch':>7} {'/eager':>7} {'peak':>8} {'/torch':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    timings: list[speed.CudaTiming] = []
+    seen: dict[tuple, speed.CudaTiming] = {}
+    for t in speed.run_timings(
+        cells, grid, repeats, eager_repeats, device="cuda", dtypes=dtypes, eager_steps=eager_steps, memory=not args.no_memory
+    ):
+        assert isinstance(t, speed.CudaTiming)
+        timings.append(t)
+        seen[(t.cell, t.T, t.B, t.H, t.dtype, t.backend)] = t
+        torch_module = t.backend in speed.TORCH_MODULES
+        stick_name = t.backend if torch_module else speed.yardstick(t.cell, "cuda")
+        stick = seen[(speed.TORCH_MODULES[stick_name][1], t.T, t.B, t.H, t.dtype, stick_name)]
+        eager = None if torch_module else seen.get((t.cell, t.T, t.B, t.H, t.dtype, "eager"))
+        nan = math.nan
+        row = (
+            f"{'-' if torch_module else t.cell:<10} {t.T:>4} {f'{t.B}x{t.H}':>8} {t.dtype:<8} {t.backend:<8}"
+            f" {t.train_ms:>8.1f} {_ratio(t.train_ms, stick.train_ms)} {_ratio(t.train_ms, eager.train_ms if eager else nan)}"
+            f" {t.infer_ms:>8.1f} {_ratio(t.infer_ms, stick.infer_ms)} {_ratio(t.infer_ms, eager.infer_ms if eager else nan)}"
+            f" {t.peak_mb:>8.1f} {_ratio(t.peak_mb, stick.peak_mb)}"
+        )
+        if t.error is not None:
+            row += f"  failed: {t.error}"
+        elif t.steps < t.T:
+            row += f"  ({t.steps} steps, x{t.T / t.steps:g})"
+        print(row, flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(speed.cuda_json(timings, settings), indent=1) + "\n")
+    checks = speed.cuda_targets(timings)
+    missed = [what for what, met in checks if not met]
+    print(f"\ntargets for triton: {len(checks) - len(missed)} of {len(checks)} met")
+    for what in missed:
+        print(f"  missed: {what}")
+    table = speed.cuda_auto_table(speed.cuda_json(timings, settings)["timings"])
+    print("\nTRITON_OVER_BEST_CUDA as measured here (lstmlab/backends/__init__.py; triton first where train x infer < 1):")
+    print("{" + "".join(f"\n    {cell!r}: {sizes!r}," for cell, sizes in table.items()) + ("\n}" if table else "}"))
     return 0
