@@ -24,7 +24,7 @@ from lstmlab.backends.fused import FusedBackend
 from lstmlab.backends.native import NativeBackend
 from lstmlab.backends.numpy_reference import ReferenceBackend
 from lstmlab.backends.triton import TritonBackend
-from lstmlab.cells import cell_name, torch_mode
+from lstmlab.cells import spec_name, torch_mode
 from lstmlab.errors import InvalidArgument, Unsupported
 
 _REGISTRY: dict[str, Backend] = {}
@@ -57,7 +57,7 @@ FUSED_OVER_NATIVE: dict[str, dict[int, tuple[float, float]]] = {
 
 # Time of triton over the fastest other backend on CUDA (native, that is cuDNN, where
 # torch has the cell, else eager), (training step, inference), by cell name
-# (`lstmlab.cells.cell_name`; "-proj" added with proj_size) and hidden size: T=1024, input
+# (`lstmlab.cells.spec_name`; "-proj" added with proj_size) and hidden size: T=1024, input
 # size = hidden size, the grid of `lstmlab bench --device cuda`, whose JSON
 # `lstmlab.experiments.speed.cuda_auto_table` turns into this table (the worse of float32
 # and bfloat16). Empty: no GPU has measured it yet, so "auto" never runs triton.
@@ -76,7 +76,7 @@ def _torch_kind(config: StackConfig) -> str | None:
 
 def _cell_key(config: StackConfig) -> str | None:
     """The key of `config` in TRITON_OVER_BEST_CUDA, None for an LSTM no variant names."""
-    name = cell_name(config.spec)
+    name = spec_name(config.spec)
     return None if name is None else name + ("-proj" if config.proj_size else "")
 
 

@@ -34,7 +34,7 @@ def torch_mode(spec: CellSpec) -> str | None:
     return "RNN_RELU" if spec.nonlinearity == "relu" else "RNN_TANH"
 
 
-def cell_name(spec: CellSpec) -> str | None:
+def spec_name(spec: CellSpec) -> str | None:
     """The name `lstmlab train --cell` and `lstmlab bench --cells` give this cell ("lstm",
     "peephole", "cifg", "gru-before", "rnn-relu", ...), or None for a combination of LSTM
     flags that no variant names. The peephole LSTM is "peephole" (Greff's "vanilla")."""
@@ -63,7 +63,7 @@ __all__ = [
     "LayerWeights",
     "RNNSpec",
     "VARIANTS",
-    "cell_name",
+    "spec_name",
     "family",
     "num_gates",
     "torch_mode",
