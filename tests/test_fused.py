@@ -11,7 +11,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import lstmlab
 from lstmlab import backends
-from lstmlab.backends.fused import loader, ops
+from lstmlab.backends.fused import custom_ops, loader
 
 T, B, I, H = 5, 3, 4, 6  # noqa: E741 - the house names for sizes
 LENGTHS = torch.tensor([5, 2, 4])
@@ -123,7 +123,7 @@ def test_products_large_enough_to_thread_match_eager(case: str) -> None:
 def test_gradcheck(case: str, padded: bool) -> None:
     family, flags = CASES[case]
     spec = build(case, "fused").config.spec
-    cell, cell_flags = ops.encode(spec)
+    cell, cell_flags = custom_ops.encode(spec)
     G = len(spec.gates)
     torch.manual_seed(3)
     t = lambda *shape: (torch.randn(*shape, dtype=torch.float64) * 0.5).requires_grad_(True)  # noqa: E731
@@ -141,14 +141,14 @@ def test_gradcheck(case: str, padded: bool) -> None:
 def _gradcheck_fused_layer(
     tensors: list[torch.Tensor | None], lengths: torch.Tensor | None, cell: int, flags: list[int], outputs: list[int]
 ) -> None:
-    """torch.autograd.gradcheck of `outputs` of ops.fused_layer in each tensor given (None: an absent argument)."""
+    """torch.autograd.gradcheck of `outputs` of custom_ops.fused_layer in each tensor given (None: an absent argument)."""
     positions = [k for k, a in enumerate(tensors) if a is not None]
 
     def f(*present: torch.Tensor) -> tuple[torch.Tensor, ...]:
         full = list(tensors)
         for k, a in zip(positions, present, strict=True):
             full[k] = a
-        out = ops.fused_layer(*full, lengths, cell, flags, True)
+        out = custom_ops.fused_layer(*full, lengths, cell, flags, True)
         return tuple(out[k] for k in outputs)
 
     assert torch.autograd.gradcheck(f, [tensors[k] for k in positions])
@@ -161,9 +161,9 @@ def test_inference_saves_nothing() -> None:
         y_nograd, _ = fused(x, state)
     weights = [getattr(fused, name).detach() for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")]
     no_fgr_proj_or_lengths = (None, None, None, None)
-    out = ops.fused_layer(
+    out = custom_ops.fused_layer(
         x, state[0][0], state[1][0], *weights, fused.weight_ch_l0.detach(), *no_fgr_proj_or_lengths,
-        *ops.encode(fused.config.spec), False,
+        *custom_ops.encode(fused.config.spec), False,
     )  # fmt: skip
     assert all(t.numel() == 0 for t in out[3:])
     y, _ = fused(x, state)
@@ -203,15 +203,15 @@ def test_torch_compile_fullgraph() -> None:
 def test_fake_kernels_agree_with_real_ones() -> None:
     projected = [build(case, "fused", dtype=torch.float32, proj_size=2) for case in ("LSTM-NP", "LSTM-FGR")]
     for module in [build(case, "fused", dtype=torch.float32) for case in CASES] + projected:
-        cell, flags = ops.encode(module.config.spec)
+        cell, flags = custom_ops.encode(module.config.spec)
         w = module.layer_weights()[0]
         x, state = inputs(module, torch.float32)
         for save in (False, True):
             for lengths in (None, LENGTHS):
-                c0 = state[1][0] if cell == ops.LSTM else None
+                c0 = state[1][0] if cell == custom_ops.LSTM else None
                 a0 = state[2][0] if len(state) > 2 else None
                 args = (x, state[0][0], c0, *w[:4], w.w_ch, a0, w.w_gh, w.w_hr, lengths, cell, flags, save)
-                torch.library.opcheck(ops.fused_layer, args, test_utils=("test_schema", "test_faketensor"))
+                torch.library.opcheck(custom_ops.fused_layer, args, test_utils=("test_schema", "test_faketensor"))
 
 
 @pytest.mark.parametrize("padded", [False, True], ids=["full", "padded"])
@@ -234,7 +234,7 @@ def test_projection_equals_reference_and_eager(case: str, padded: bool) -> None:
 @pytest.mark.parametrize("case", ["LSTM-vanilla", "LSTM-FGR"])
 def test_projection_gradcheck(case: str, padded: bool) -> None:
     spec = build(case, "fused").config.spec
-    cell, cell_flags = ops.encode(spec)
+    cell, cell_flags = custom_ops.encode(spec)
     G, n_peep, n_rec = len(spec.gates), len(spec.peephole_gates), len(spec.recurrent_gates)
     torch.manual_seed(4)
     t = lambda *shape: (torch.randn(*shape, dtype=torch.float64) * 0.5).requires_grad_(True)  # noqa: E731

@@ -1,4 +1,4 @@
-"""Fused CPU kernels: C++ source (fused.cpp), its build (loader), the custom ops (ops)
+"""Fused CPU kernels: C++ source (fused.cpp), its build (loader), the custom ops (custom_ops)
 and the backend that runs them (backend)."""
 
 from lstmlab.backends.fused.backend import FusedBackend

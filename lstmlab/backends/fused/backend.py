@@ -6,7 +6,7 @@ import torch
 
 from lstmlab.backends.base import Layer, LayeredBackend, StackConfig
 from lstmlab.backends.fused import loader
-from lstmlab.backends.fused.ops import encode, fused_layer
+from lstmlab.backends.fused.custom_ops import encode, fused_layer
 from lstmlab.cells import CellSpec, LayerWeights, LSTMSpec
 
 
