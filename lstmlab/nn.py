@@ -552,7 +552,7 @@ class _Cell(_Recurrent):
         if x.shape[-1] != self.input_size:
             raise ValueError(f"{owner}: input.size(-1) must equal input_size={self.input_size}; got {x.shape[-1]}")
         if hx is not None:  # the stack's checks expect a leading (layers * directions) axis of 1
-            parts = tuple(p.reshape(1, x.shape[0], -1) for p in self._check_cell_state(hx, x.shape[0], batched, like))
+            parts = tuple(p.reshape(1, x.shape[0], p.shape[-1]) for p in self._check_cell_state(hx, x.shape[0], batched, like))
             hx = parts if len(parts) > 1 else parts[0]
         state = self._check_state(hx, x.shape[0], True, like)
         backend = backends.resolve(self.backend, self.config, like, owner)
