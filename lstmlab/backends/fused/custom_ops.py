@@ -3,10 +3,12 @@
 `lstmlab::fused_layer` runs one layer in one direction; `lstmlab::fused_layer_backward`
 is its hand-written backward. torch.compile and torch.export see each as one opaque
 op whose output shapes the fake kernels give. Registering needs no compiler: the
-extension is built on the first real call.
+extension is built on the first real call. Arguments and results are named in
+`schema`; call `layer` and `layer_backward` for the results as NamedTuples.
 
-The cell is passed as an int (`LSTM`, `GRU`, `RNN`) and a list of int flags
-(`encode`), since custom ops take tensors and plain scalars only.
+An op returns tensors only, so an absent result travels as an empty tensor of its
+own; `schema.forward_shapes` and `schema.backward_shapes` say which results are
+absent (an empty batch gives empty results that are present).
 """
 
 from __future__ import annotations
@@ -17,32 +19,31 @@ import torch
 from torch import Tensor
 
 from lstmlab.backends.fused import loader
-from lstmlab.cells import CellSpec, GRUSpec, LSTMSpec
+from lstmlab.backends.fused.schema import (
+    BackwardInputs,
+    BackwardResult,
+    Cell,
+    ForwardInputs,
+    ForwardResult,
+    backward_shapes,
+    forward_shapes,
+)
 
-LSTM, GRU, RNN = 0, 1, 2
-
-
-def encode(spec: CellSpec) -> tuple[int, list[int]]:
-    """(cell, flags) as fused.cpp reads them: see its LSTMFlags, and the GRU and RNN sections."""
-    if isinstance(spec, LSTMSpec):
-
-        def index(names: tuple[str, ...], gate: str) -> int:
-            return names.index(gate) if gate in names else -1
-
-        gates, peep = spec.gates, spec.peephole_gates
-        flags = [index(gates, gate) for gate in ("i", "f", "g", "o")]
-        flags += [index(peep, gate) for gate in ("i", "f", "o")]
-        flags += [int(spec.coupled), int(spec.input_activation == "tanh"), int(spec.output_activation == "tanh")]
-        flags += [int(spec.gate_recurrence)]
-        return LSTM, flags
-    if isinstance(spec, GRUSpec):
-        return GRU, [int(spec.reset == "before")]
-    return RNN, [int(spec.nonlinearity == "relu")]
+DOUBLE_BACKWARD = (
+    "lstmlab fused: double backward (gradients of gradients, e.g. torch.autograd.grad with "
+    'create_graph=True and a second backward) is not implemented by the fused kernels; use backend="eager"'
+)
 
 
-def _fresh(ts: Any, like: Tensor) -> tuple[Tensor, ...]:
-    # absent results come back as empty tensors; give each its own so no two outputs alias
-    return tuple(t if t.numel() else like.new_empty(0) for t in ts)
+def _tensors(out: list[Tensor | None], shapes: dict[str, Any], like: Tensor) -> tuple[Tensor, ...]:
+    # absent results come back as None; give each an empty tensor of its own so no two outputs alias
+    for t, shape in zip(out, shapes.values(), strict=True):
+        assert (t is None) == (shape is None), "the extension and schema disagree on which results are present"
+    return tuple(t if t is not None else like.new_empty(0) for t in out)
+
+
+def _named(result: type[Any], out: tuple[Tensor, ...], shapes: dict[str, Any]) -> Any:
+    return result(**{name: t if shape is not None else None for (name, shape), t in zip(shapes.items(), out, strict=True)})
 
 
 @torch.library.custom_op("lstmlab::fused_layer", mutates_args=(), device_types="cpu")
@@ -63,54 +64,16 @@ def fused_layer(
     flags: list[int],
     save: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """One layer, one direction: (y, h_n, c_n, hs, cs, gates, extra, a_n, acts, ms).
-
-    x (T, B, I), h0 (B, P) with P = proj_size or H, c0 (B, H), a0 (B, n*H) FGR's
-    gate state, w_hr (P, H) the projection. hs, cs, gates, extra, acts, ms are what
-    backward needs, empty unless `save`: hs the state sequence where it differs from
-    y (padding), cs the cell states, gates the activations, extra the GRU's
-    U_n h + b_hn or r ⊙ h, acts FGR's gate states, ms the unprojected outputs m.
-    c_n is empty for the GRU and RNN, a_n without FGR.
-    """
-    out = loader.load().forward(cell, flags, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ch, a0, w_gh, w_hr, lengths, save)
-    return _fresh(out, x)  # type: ignore[return-value]
+    """One layer, one direction: the tensors of a `schema.ForwardResult`; see `schema.ForwardInputs`."""
+    args = ForwardInputs(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ch, a0, w_gh, w_hr, lengths, cell, flags, save)
+    out = loader.load().forward(**args._asdict())
+    return _tensors(out, forward_shapes(args), x)  # type: ignore[return-value]
 
 
 @fused_layer.register_fake
-def _fused_layer_fake(
-    x: Tensor,
-    h0: Tensor,
-    c0: Tensor | None,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    w_ch: Tensor | None,
-    a0: Tensor | None,
-    w_gh: Tensor | None,
-    w_hr: Tensor | None,
-    lengths: Tensor | None,
-    cell: int,
-    flags: list[int],
-    save: bool,
-) -> tuple[Tensor, ...]:
-    T, B = x.shape[0], x.shape[1]
-    P = h0.shape[1]  # the size of h
-    H = c0.shape[1] if c0 is not None else P  # the cell's size
-    seq = lambda size: x.new_empty(T, B, size)  # noqa: E731
-    none = lambda: x.new_empty(0)  # noqa: E731
-    return (
-        seq(P),
-        x.new_empty(B, P),
-        x.new_empty(B, H) if cell == LSTM else none(),
-        seq(P) if save and lengths is not None else none(),
-        seq(H) if save and cell == LSTM else none(),
-        seq(w_ih.shape[0]) if save and cell != RNN else none(),
-        seq(H) if save and cell == GRU else none(),
-        torch.empty_like(a0) if a0 is not None else none(),
-        seq(a0.shape[1]) if save and a0 is not None else none(),
-        seq(H) if save and w_hr is not None else none(),
-    )
+def _fused_layer_fake(*inputs: Any) -> tuple[Tensor, ...]:
+    args = ForwardInputs(*inputs)
+    return tuple(args.x.new_empty(shape if shape is not None else 0) for shape in forward_shapes(args).values())
 
 
 @torch.library.custom_op("lstmlab::fused_layer_backward", mutates_args=(), device_types="cpu")
@@ -140,136 +103,92 @@ def fused_layer_backward(
     flags: list[int],
     need_dx: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Gradients (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_ch, da0, dw_gh, dw_hr); absent ones empty."""
-    args = (dy, dh_n, dc_n, da_n, x, h0, c0, a0, w_ih, w_hh, has_bias, w_ch, w_gh, w_hr, lengths)
-    out = loader.load().backward(cell, flags, *args, hs, cs, gates, extra, acts, ms, need_dx)
-    return _fresh(out, x)  # type: ignore[return-value]
+    """The gradients of `fused_layer`: the tensors of a `schema.BackwardResult`; see `schema.BackwardInputs`."""
+    args = BackwardInputs(
+        dy, dh_n, dc_n, da_n, x, h0, c0, a0, w_ih, w_hh, has_bias, w_ch, w_gh, w_hr, lengths,
+        hs, cs, gates, extra, acts, ms, cell, flags, need_dx,
+    )  # fmt: skip
+    out = loader.load().backward(**args._asdict())
+    return _tensors(out, backward_shapes(args), x)  # type: ignore[return-value]
 
 
 @fused_layer_backward.register_fake
-def _fused_layer_backward_fake(
-    dy: Tensor,
-    dh_n: Tensor,
-    dc_n: Tensor | None,
-    da_n: Tensor | None,
-    x: Tensor,
-    h0: Tensor,
-    c0: Tensor | None,
-    a0: Tensor | None,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    has_bias: bool,
-    w_ch: Tensor | None,
-    w_gh: Tensor | None,
-    w_hr: Tensor | None,
-    lengths: Tensor | None,
-    hs: Tensor,
-    cs: Tensor | None,
-    gates: Tensor | None,
-    extra: Tensor | None,
-    acts: Tensor | None,
-    ms: Tensor | None,
-    cell: int,
-    flags: list[int],
-    need_dx: bool,
-) -> tuple[Tensor, ...]:
-    none = lambda: x.new_empty(0)  # noqa: E731
-    rows = w_ih.shape[0]
-    return (
-        torch.empty_like(x) if need_dx else none(),
-        torch.empty_like(h0),
-        torch.empty_like(c0) if c0 is not None else none(),
-        torch.empty_like(w_ih),
-        torch.empty_like(w_hh),
-        x.new_empty(rows) if has_bias else none(),
-        x.new_empty(rows) if has_bias else none(),
-        torch.empty_like(w_ch) if w_ch is not None else none(),
-        torch.empty_like(a0) if a0 is not None else none(),
-        torch.empty_like(w_gh) if w_gh is not None else none(),
-        torch.empty_like(w_hr) if w_hr is not None else none(),
-    )
+def _fused_layer_backward_fake(*inputs: Any) -> tuple[Tensor, ...]:
+    args = BackwardInputs(*inputs)
+    return tuple(args.x.new_empty(shape if shape is not None else 0) for shape in backward_shapes(args).values())
+
+
+def layer(args: ForwardInputs) -> ForwardResult:
+    """`lstmlab::fused_layer` with named arguments and results."""
+    return _named(ForwardResult, fused_layer(*args), forward_shapes(args))
+
+
+def layer_backward(args: BackwardInputs) -> BackwardResult:
+    """`lstmlab::fused_layer_backward` with named arguments and results."""
+    return _named(BackwardResult, fused_layer_backward(*args), backward_shapes(args))
+
+
+# -- autograd ----------------------------------------------------------------------
 
 
 def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
-    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ch, a0, w_gh, w_hr, lengths, cell, flags, save = inputs
-    y, _, _, hs, cs, gates, extra, _, acts, ms = output
-    if not save:
-        ctx.unsaved = True
+    args = ForwardInputs(*inputs)
+    ctx.save = args.save
+    if not args.save:
         return
-    ctx.unsaved = False
-    ctx.cell, ctx.flags = cell, flags
-    ctx.has_bias, ctx.has_c0, ctx.has_w_ch = b_ih is not None, c0 is not None, w_ch is not None
-    ctx.fgr, ctx.proj = a0 is not None, w_hr is not None
-    ctx.padded = lengths is not None
-    ctx.mark_non_differentiable(hs, cs, gates, extra, acts, ms)
+    out = _named(ForwardResult, output, forward_shapes(args))
+    op_out = ForwardResult(*output)  # absent results as the op's empty tensors
+    ctx.mark_non_differentiable(op_out.hs, op_out.cs, op_out.gates, op_out.extra, op_out.acts, op_out.ms)
     ctx.set_materialize_grads(False)
-    saved_y = hs if ctx.padded else y
-    ctx.save_for_backward(x, h0, c0, a0, w_ih, w_hh, w_ch, w_gh, w_hr, lengths, saved_y, cs, gates, extra, acts, ms)
+    saved = BackwardInputs(
+        dy=None, dh_n=None, dc_n=None, da_n=None,
+        x=args.x, h0=args.h0, c0=args.c0, a0=args.a0, w_ih=args.w_ih, w_hh=args.w_hh, has_bias=args.b_ih is not None,
+        w_ch=args.w_ch, w_gh=args.w_gh, w_hr=args.w_hr, lengths=args.lengths,
+        hs=out.hs if out.hs is not None else out.y, cs=out.cs, gates=out.gates, extra=out.extra, acts=out.acts, ms=out.ms,
+        cell=args.cell, flags=args.flags, need_dx=False,
+    )  # fmt: skip
+    # the tensors go through save_for_backward, the rest stays on ctx
+    tensors = {name: value for name, value in saved._asdict().items() if isinstance(value, Tensor)}
+    ctx.save_for_backward(*tensors.values())
+    ctx.saved_names = tuple(tensors)
+    ctx.saved = saved._replace(**dict.fromkeys(tensors))
 
 
-def _backward(ctx: Any, dy: Tensor | None, dh_n: Tensor | None, dc_n: Tensor | None, *rest: Tensor | None) -> tuple:
-    if ctx.unsaved:
+def _backward(ctx: Any, *grads: Tensor | None) -> tuple:
+    if not ctx.save:
         raise RuntimeError(
             "lstmlab fused: this forward ran without saving for backward (inference mode: "
             "grad mode off or no input requiring grad)"
         )
-    x, h0, c0, a0, w_ih, w_hh, w_ch, w_gh, w_hr, lengths, hs, cs, gates, extra, acts, ms = ctx.saved_tensors
-    lstm = ctx.cell == LSTM
-    da_n = rest[4]  # after the gradients of hs, cs, gates, extra
-    dy = dy if dy is not None else hs.new_zeros(hs.shape)
-    dh_n = dh_n if dh_n is not None else h0.new_zeros(h0.shape)
-    if lstm and dc_n is None:
-        dc_n = c0.new_zeros(c0.shape)
-    if not lstm:
-        dc_n = None
-    if ctx.fgr and da_n is None:
-        da_n = a0.new_zeros(a0.shape)
-    if not ctx.fgr:
-        da_n = None
-    empty = lambda t: t if t is not None and t.numel() else None  # noqa: E731
-    dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_ch, da0, dw_gh, dw_hr = fused_layer_backward(
-        dy,
-        dh_n,
-        dc_n,
-        da_n,
-        x,
-        h0,
-        c0,
-        a0,
-        w_ih,
-        w_hh,
-        ctx.has_bias,
-        w_ch,
-        w_gh,
-        w_hr,
-        lengths,
-        hs,
-        empty(cs),
-        empty(gates),
-        empty(extra),
-        empty(acts),
-        empty(ms),
-        ctx.cell,
-        ctx.flags,
-        ctx.needs_input_grad[0],
+    saved = ctx.saved._replace(**dict(zip(ctx.saved_names, ctx.saved_tensors, strict=True)))
+    g = ForwardResult(*grads)  # None where no gradient flows
+    zeros = lambda t: torch.zeros_like(t) if t is not None else None
+    lstm, fgr = saved.cell == Cell.LSTM, saved.a0 is not None
+    d = layer_backward(
+        saved._replace(
+            dy=g.y if g.y is not None else zeros(saved.hs),
+            dh_n=g.h_n if g.h_n is not None else zeros(saved.h0),
+            dc_n=(g.c_n if g.c_n is not None else zeros(saved.c0)) if lstm else None,
+            da_n=(g.a_n if g.a_n is not None else zeros(saved.a0)) if fgr else None,
+            need_dx=ctx.needs_input_grad[0],
+        )
     )
-    return (
-        dx if ctx.needs_input_grad[0] else None,
-        dh0,
-        dc0 if ctx.has_c0 else None,
-        dw_ih,
-        dw_hh,
-        db_ih if ctx.has_bias else None,
-        db_hh if ctx.has_bias else None,
-        dw_ch if ctx.has_w_ch else None,
-        da0 if ctx.fgr else None,
-        dw_gh if ctx.fgr else None,
-        dw_hr if ctx.proj else None,
-        None,
-        None,
-        None,
-        None,
-    )
+    grads_of_inputs = ForwardInputs(
+        x=d.dx, h0=d.dh0, c0=d.dc0, w_ih=d.dw_ih, w_hh=d.dw_hh, b_ih=d.db_ih, b_hh=d.db_hh, w_ch=d.dw_ch,
+        a0=d.da0, w_gh=d.dw_gh, w_hr=d.dw_hr, lengths=None, cell=None, flags=None, save=None,
+    )  # fmt: skip
+    return tuple(grads_of_inputs)
 
 
 fused_layer.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _no_double_backward(ctx: Any, *grads: Tensor | None) -> tuple:
+    raise RuntimeError(DOUBLE_BACKWARD)
+
+
+def _nothing_to_save(ctx: Any, inputs: tuple, output: tuple) -> None:
+    pass
+
+
+fused_layer_backward.register_autograd(_no_double_backward, setup_context=_nothing_to_save)
