@@ -169,30 +169,26 @@ inline void cell_output_grad(bool tanh_h, int64_t H, const S* dm, const S* o, co
 
 // (L1) (L2) (L5) a sigmoid gate s = σ(z + p ⊙ c_seen + V a) that multiplies `by` in a
 // product whose gradient is dprod: dz = (dprod ⊙ by + da) ⊙ s ⊙ (1 − s), where da is
-// FGR's gradient of s from the next step; the peephole passes dz ⊙ p to c_seen.
+// FGR's gradient of s from the next step.
 template <typename S>
-inline void sigmoid_gate_grad(int64_t H, const S* dprod, const S* by, const S* da, const S* s, const S* p, S* dz,
-                              S* dc_seen) {
-  for (int64_t j = 0; j < H; ++j) {
-    dz[j] = (dprod[j] * by[j] + da[j]) * s[j] * (S(1) - s[j]);
-    dc_seen[j] += dz[j] * p[j];
-  }
+inline void sigmoid_gate_grad(int64_t H, const S* dprod, const S* by, const S* da, const S* s, S* dz) {
+  for (int64_t j = 0; j < H; ++j) dz[j] = (dprod[j] * by[j] + da[j]) * s[j] * (S(1) - s[j]);
 }
 
 // (L1) with (L2) CIFG's f = 1 − i: i multiplies g and, through f, −c.
 template <typename S>
-inline void coupled_input_gate_grad(int64_t H, const S* dc2, const S* g, const S* c, const S* da, const S* i,
-                                    const S* p, S* dz, S* dc) {
-  for (int64_t j = 0; j < H; ++j) {
-    dz[j] = (dc2[j] * (g[j] - c[j]) + da[j]) * i[j] * (S(1) - i[j]);
-    dc[j] += dz[j] * p[j];
-  }
+inline void coupled_input_gate_grad(int64_t H, const S* dc2, const S* g, const S* c, const S* da, const S* i, S* dz) {
+  for (int64_t j = 0; j < H; ++j) dz[j] = (dc2[j] * (g[j] - c[j]) + da[j]) * i[j] * (S(1) - i[j]);
 }
 
-// The peephole vector p of a gate that sees c_seen: dp += dz ⊙ c_seen.
+// A gate's peephole term p ⊙ c_seen: the cell state gets dz ⊙ p (p is zero without
+// peepholes), and p gets dz ⊙ c_seen. Separate loops from the gate's: with one store
+// stream each they vectorize.
 template <typename S>
-inline void peephole_grad(int64_t H, const S* dz, const S* c_seen, S* dp) {
-  for (int64_t j = 0; j < H; ++j) dp[j] += dz[j] * c_seen[j];
+inline void peephole_grads(int64_t H, const S* dz, const S* p, const S* c_seen, S* dc_seen, S* dp) {
+  for (int64_t j = 0; j < H; ++j) dc_seen[j] += dz[j] * p[j];
+  if (dp)
+    for (int64_t j = 0; j < H; ++j) dp[j] += dz[j] * c_seen[j];
 }
 
 // (L4) c' = f ⊙ c + i ⊙ g: dc = dc' ⊙ f, with CIFG's f = 1 − i.
@@ -322,23 +318,23 @@ BackwardResult backward(const LSTMFlags& F, const BackwardInputs& in) {
       cell_output_grad<S>(F.tanh_h, H, dmb, o, c2, dci, hc, dc2);  // (L6)
       if (F.gate_o >= 0) {  // (L5)
         S* dzo = dz + F.gate_o * H;
-        sigmoid_gate_grad<S>(H, dmb, hc, dao, o, p_o, dzo, dc2);
-        if (F.peephole_o >= 0) peephole_grad<S>(H, dzo, c2, dp_row + F.peephole_o * H);
+        sigmoid_gate_grad<S>(H, dmb, hc, dao, o, dzo);
+        peephole_grads<S>(H, dzo, p_o, c2, dc2, F.peephole_o >= 0 ? dp_row + F.peephole_o * H : nullptr);
       }
       cell_state_grad<S>(F.coupled, H, dc2, f, i, dco);  // (L4)
       cell_input_grad<S>(F.tanh_g, H, dc2, i, g, dz + F.gate_g * H);  // (L3)
       if (F.gate_f >= 0) {  // (L2)
         S* dzf = dz + F.gate_f * H;
-        sigmoid_gate_grad<S>(H, dc2, c, daf, f, p_f, dzf, dco);
-        if (F.peephole_f >= 0) peephole_grad<S>(H, dzf, c, dp_row + F.peephole_f * H);
+        sigmoid_gate_grad<S>(H, dc2, c, daf, f, dzf);
+        peephole_grads<S>(H, dzf, p_f, c, dco, F.peephole_f >= 0 ? dp_row + F.peephole_f * H : nullptr);
       }
       if (F.gate_i >= 0) {  // (L1), and (L2) when coupled
         S* dzi = dz + F.gate_i * H;
         if (F.coupled)
-          coupled_input_gate_grad<S>(H, dc2, g, c, dai, i, p_i, dzi, dco);
+          coupled_input_gate_grad<S>(H, dc2, g, c, dai, i, dzi);
         else
-          sigmoid_gate_grad<S>(H, dc2, g, dai, i, p_i, dzi, dco);
-        if (F.peephole_i >= 0) peephole_grad<S>(H, dzi, c, dp_row + F.peephole_i * H);
+          sigmoid_gate_grad<S>(H, dc2, g, dai, i, dzi);
+        peephole_grads<S>(H, dzi, p_i, c, dco, F.peephole_i >= 0 ? dp_row + F.peephole_i * H : nullptr);
       }
       if (fgr) {  // the V a terms: dA gathers the recurrent gates' dz, the product adds da
         std::memset(da_out + b * RH, 0, RH * sizeof(S));
