@@ -3,6 +3,7 @@ empty batches and zero sizes, autocast, and the refusal of double backward."""
 
 from __future__ import annotations
 
+import itertools
 from types import SimpleNamespace
 from typing import Any
 
@@ -62,6 +63,7 @@ def test_python_and_cpp_name_the_same_interface() -> None:
     assert extension.lstm_flag_names() == list(schema.LSTMFlags._fields)
     assert extension.forward_result_names() == list(schema.ForwardResult._fields)
     assert extension.backward_result_names() == list(schema.BackwardResult._fields)
+    assert extension.forward_argument_names() == list(schema.ForwardInputs._fields)
     renamed = SimpleNamespace(**{name: getattr(extension, name) for name in dir(extension) if name.endswith("_names")})
     renamed.forward_result_names = lambda: ["y", "h_n", "c_n", "hs", "cs", "gates", "extra", "acts", "a_n", "ms"]
     assert schema.mismatches(renamed) == [
@@ -93,6 +95,24 @@ def test_loader_refuses_an_extension_whose_names_disagree(monkeypatch: pytest.Mo
         monkeypatch.undo()
         loader.reset()
         loader.load()
+
+
+@pytest.mark.parametrize("case", SPECS)
+def test_the_extension_returns_what_the_schema_says_is_present(case: str) -> None:
+    extension = loader.load()
+    projections = (None, 4) if case.startswith("LSTM") else (None,)
+    for save, lengths, P in itertools.product((False, True), (False, True), projections):
+        args = layer_inputs(SPECS[case], P=P, lengths=lengths, save=save)
+        with torch.no_grad():
+            out = extension.forward(*args)
+        shapes = [(0,) if shape is None else shape for shape in schema.forward_shapes(args).values()]
+        assert [tuple(t.shape) for t in out] == shapes  # absent ones: empty placeholders
+    for need_dx in (False, True):
+        back = _backward_inputs(case)._replace(need_dx=need_dx)
+        with torch.no_grad():
+            out = extension.backward(*back)
+        shapes = [(0,) if shape is None else shape for shape in schema.backward_shapes(back).values()]
+        assert [tuple(t.shape) for t in out] == shapes
 
 
 def test_encode_names_every_flag() -> None:

@@ -7,8 +7,8 @@ extension is built on the first real call. Arguments and results are named in
 `schema`; call `layer` and `layer_backward` for the results as NamedTuples.
 
 An op returns tensors only, so an absent result travels as an empty tensor of its
-own; `schema.forward_shapes` and `schema.backward_shapes` say which results are
-absent (an empty batch gives empty results that are present).
+own (made by the extension); `schema.forward_shapes` and `schema.backward_shapes`
+say which results are absent (an empty batch gives empty results that are present).
 """
 
 from __future__ import annotations
@@ -35,15 +35,9 @@ DOUBLE_BACKWARD = (
 )
 
 
-def _tensors(out: list[Tensor | None], shapes: dict[str, Any], like: Tensor) -> tuple[Tensor, ...]:
-    # absent results come back as None; give each an empty tensor of its own so no two outputs alias
-    for t, shape in zip(out, shapes.values(), strict=True):
-        assert (t is None) == (shape is None), "the extension and schema disagree on which results are present"
-    return tuple(t if t is not None else like.new_empty(0) for t in out)
-
-
 def _named(result: type[Any], out: tuple[Tensor, ...], shapes: dict[str, Any]) -> Any:
-    return result(**{name: t if shape is not None else None for (name, shape), t in zip(shapes.items(), out, strict=True)})
+    """The op's results as the NamedTuple `result`, None where `shapes` says absent."""
+    return result(*(None if shape is None else t for shape, t in zip(shapes.values(), out, strict=True)))
 
 
 @torch.library.custom_op("lstmlab::fused_layer", mutates_args=(), device_types="cpu")
@@ -65,9 +59,8 @@ def fused_layer(
     save: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """One layer, one direction: the tensors of a `schema.ForwardResult`; see `schema.ForwardInputs`."""
-    args = ForwardInputs(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ch, a0, w_gh, w_hr, lengths, cell, flags, save)
-    out = loader.load().forward(**args._asdict())
-    return _tensors(out, forward_shapes(args), x)  # type: ignore[return-value]
+    out = loader.load().forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ch, a0, w_gh, w_hr, lengths, cell, flags, save)
+    return tuple(out)  # type: ignore[return-value]
 
 
 @fused_layer.register_fake
@@ -104,12 +97,11 @@ def fused_layer_backward(
     need_dx: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The gradients of `fused_layer`: the tensors of a `schema.BackwardResult`; see `schema.BackwardInputs`."""
-    args = BackwardInputs(
+    out = loader.load().backward(
         dy, dh_n, dc_n, da_n, x, h0, c0, a0, w_ih, w_hh, has_bias, w_ch, w_gh, w_hr, lengths,
         hs, cs, gates, extra, acts, ms, cell, flags, need_dx,
     )  # fmt: skip
-    out = loader.load().backward(**args._asdict())
-    return _tensors(out, backward_shapes(args), x)  # type: ignore[return-value]
+    return tuple(out)  # type: ignore[return-value]
 
 
 @fused_layer_backward.register_fake
@@ -125,10 +117,19 @@ def layer(args: ForwardInputs) -> ForwardResult:
 
 def layer_backward(args: BackwardInputs) -> BackwardResult:
     """`lstmlab::fused_layer_backward` with named arguments and results."""
-    return _named(BackwardResult, fused_layer_backward(*args), backward_shapes(args))
+    if torch.is_grad_enabled():  # create_graph=True: through its autograd formula, which refuses double backward
+        out = fused_layer_backward(*args)
+    else:  # an ordinary backward: straight to the kernel, past the autograd formula's bookkeeping
+        with torch._C._AutoDispatchBelowAutograd():
+            out = fused_layer_backward(*args)
+    return _named(BackwardResult, out, backward_shapes(args))
 
 
 # -- autograd ----------------------------------------------------------------------
+
+
+# the tensors of BackwardInputs that forward saves (None where absent)
+_SAVED = ("x", "h0", "c0", "a0", "w_ih", "w_hh", "w_ch", "w_gh", "w_hr", "lengths", "hs", "cs", "gates", "extra", "acts", "ms")
 
 
 def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
@@ -136,22 +137,18 @@ def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
     ctx.save = args.save
     if not args.save:
         return
-    out = _named(ForwardResult, output, forward_shapes(args))
     op_out = ForwardResult(*output)  # absent results as the op's empty tensors
     ctx.mark_non_differentiable(op_out.hs, op_out.cs, op_out.gates, op_out.extra, op_out.acts, op_out.ms)
     ctx.set_materialize_grads(False)
-    saved = BackwardInputs(
-        dy=None, dh_n=None, dc_n=None, da_n=None,
-        x=args.x, h0=args.h0, c0=args.c0, a0=args.a0, w_ih=args.w_ih, w_hh=args.w_hh, has_bias=args.b_ih is not None,
-        w_ch=args.w_ch, w_gh=args.w_gh, w_hr=args.w_hr, lengths=args.lengths,
-        hs=out.hs if out.hs is not None else out.y, cs=out.cs, gates=out.gates, extra=out.extra, acts=out.acts, ms=out.ms,
-        cell=args.cell, flags=args.flags, need_dx=False,
-    )  # fmt: skip
-    # the tensors go through save_for_backward, the rest stays on ctx
-    tensors = {name: value for name, value in saved._asdict().items() if isinstance(value, Tensor)}
-    ctx.save_for_backward(*tensors.values())
-    ctx.saved_names = tuple(tensors)
-    ctx.saved = saved._replace(**dict.fromkeys(tensors))
+    out: ForwardResult = _named(ForwardResult, output, forward_shapes(args))
+    ctx.cell, ctx.flags, ctx.has_bias = args.cell, args.flags, args.b_ih is not None
+    saved = {
+        "x": args.x, "h0": args.h0, "c0": args.c0, "a0": args.a0, "w_ih": args.w_ih, "w_hh": args.w_hh,
+        "w_ch": args.w_ch, "w_gh": args.w_gh, "w_hr": args.w_hr, "lengths": args.lengths,
+        "hs": out.y if out.hs is None else out.hs,  # the state sequence: y itself unless padded
+        "cs": out.cs, "gates": out.gates, "extra": out.extra, "acts": out.acts, "ms": out.ms,
+    }  # fmt: skip
+    ctx.save_for_backward(*(saved[name] for name in _SAVED))
 
 
 def _backward(ctx: Any, *grads: Tensor | None) -> tuple:
@@ -160,16 +157,20 @@ def _backward(ctx: Any, *grads: Tensor | None) -> tuple:
             "lstmlab fused: this forward ran without saving for backward (inference mode: "
             "grad mode off or no input requiring grad)"
         )
-    saved = ctx.saved._replace(**dict(zip(ctx.saved_names, ctx.saved_tensors, strict=True)))
+    saved = dict(zip(_SAVED, ctx.saved_tensors, strict=True))
     g = ForwardResult(*grads)  # None where no gradient flows
-    zeros = lambda t: torch.zeros_like(t) if t is not None else None
-    lstm, fgr = saved.cell == Cell.LSTM, saved.a0 is not None
+    zeros = lambda t: None if t is None else torch.zeros_like(t)
+    lstm, fgr = ctx.cell == Cell.LSTM, saved["a0"] is not None
     d = layer_backward(
-        saved._replace(
-            dy=g.y if g.y is not None else zeros(saved.hs),
-            dh_n=g.h_n if g.h_n is not None else zeros(saved.h0),
-            dc_n=(g.c_n if g.c_n is not None else zeros(saved.c0)) if lstm else None,
-            da_n=(g.a_n if g.a_n is not None else zeros(saved.a0)) if fgr else None,
+        BackwardInputs(
+            dy=zeros(saved["hs"]) if g.y is None else g.y,
+            dh_n=zeros(saved["h0"]) if g.h_n is None else g.h_n,
+            dc_n=(zeros(saved["c0"]) if g.c_n is None else g.c_n) if lstm else None,
+            da_n=(zeros(saved["a0"]) if g.a_n is None else g.a_n) if fgr else None,
+            **saved,
+            has_bias=ctx.has_bias,
+            cell=ctx.cell,
+            flags=ctx.flags,
             need_dx=ctx.needs_input_grad[0],
         )
     )

@@ -149,19 +149,14 @@ class BackwardResult(NamedTuple):
 def encode(spec: CellSpec) -> tuple[Cell, Flags]:
     """The op's `cell` and flags for a cell spec."""
     if isinstance(spec, LSTMSpec):
-
-        def block(names: tuple[str, ...], gate: str) -> int:
-            return names.index(gate) if gate in names else -1
-
         gates, peep = spec.gates, spec.peephole_gates
+        block = lambda names, gate: names.index(gate) if gate in names else -1
         return Cell.LSTM, LSTMFlags(
-            *(block(gates, gate) for gate in ("i", "f", "g", "o")),
-            *(block(peep, gate) for gate in ("i", "f", "o")),
-            coupled=int(spec.coupled),
-            tanh_g=int(spec.input_activation == "tanh"),
-            tanh_h=int(spec.output_activation == "tanh"),
-            gate_recurrence=int(spec.gate_recurrence),
-        )
+            block(gates, "i"), block(gates, "f"), block(gates, "g"), block(gates, "o"),
+            block(peep, "i"), block(peep, "f"), block(peep, "o"),
+            int(spec.coupled), int(spec.input_activation == "tanh"), int(spec.output_activation == "tanh"),
+            int(spec.gate_recurrence),
+        )  # fmt: skip
     if isinstance(spec, GRUSpec):
         return Cell.GRU, GRUFlags(reset_before=int(spec.reset == "before"))
     return Cell.RNN, RNNFlags(relu=int(spec.nonlinearity == "relu"))
@@ -221,6 +216,8 @@ def mismatches(extension: ModuleType) -> list[str]:
         "lstm_flag_names": list(LSTMFlags._fields),
         "gru_flag_names": list(GRUFlags._fields),
         "rnn_flag_names": list(RNNFlags._fields),
+        "forward_argument_names": list(ForwardInputs._fields),
+        "backward_argument_names": list(BackwardInputs._fields),
         "forward_result_names": list(ForwardResult._fields),
         "backward_result_names": list(BackwardResult._fields),
     }

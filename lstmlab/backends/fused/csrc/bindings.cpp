@@ -1,6 +1,8 @@
 // The Python bindings: `forward` and `backward` of one layer in one direction (the
-// bodies of the custom ops in custom_ops.py), and the names of the op's interface
-// (schema.h) for schema.py to check against its own. Arguments are passed by name.
+// bodies of the custom ops in custom_ops.py), taking the ops' arguments in the ops'
+// order, and the names of the interface (schema.h) for schema.py to check against
+// its own. The arguments carry their names too (schema.h's lists), for calls by name;
+// the ops call by position, which costs less.
 
 #include <torch/extension.h>
 
@@ -13,6 +15,14 @@ namespace {
 using OptionalTensor = c10::optional<Tensor>;
 
 Tensor given(const OptionalTensor& t) { return t.has_value() ? *t : Tensor(); }
+
+// The op returns tensors only: an absent result becomes an empty tensor of its own
+// (outputs may not alias); schema.py says which results are present.
+std::vector<Tensor> op_results(std::vector<Tensor> results, const Tensor& like) {
+  for (Tensor& t : results)
+    if (!t.defined()) t = at::empty({0}, like.options());
+  return results;
+}
 
 void make_contiguous(std::initializer_list<Tensor*> tensors) {
   for (Tensor* t : tensors)
@@ -28,12 +38,12 @@ struct KernelGuards {
   FlushDenormals flush;
 };
 
-// -> the ForwardResult's tensors in order; absent ones None.
-std::vector<Tensor> forward(int64_t cell, const std::vector<int64_t>& flags, const Tensor& x, const Tensor& h0,
-                            const OptionalTensor& c0, const Tensor& w_ih, const Tensor& w_hh,
-                            const OptionalTensor& b_ih, const OptionalTensor& b_hh, const OptionalTensor& w_ch,
-                            const OptionalTensor& a0, const OptionalTensor& w_gh, const OptionalTensor& w_hr,
-                            const OptionalTensor& lengths, bool save) {
+// -> the ForwardResult's tensors in order.
+std::vector<Tensor> forward(const Tensor& x, const Tensor& h0, const OptionalTensor& c0, const Tensor& w_ih,
+                            const Tensor& w_hh, const OptionalTensor& b_ih, const OptionalTensor& b_hh,
+                            const OptionalTensor& w_ch, const OptionalTensor& a0, const OptionalTensor& w_gh,
+                            const OptionalTensor& w_hr, const OptionalTensor& lengths, int64_t cell,
+                            const std::vector<int64_t>& flags, bool save) {
   ForwardInputs in;
   in.x = x; in.h0 = h0; in.c0 = given(c0); in.w_ih = w_ih; in.w_hh = w_hh; in.b_ih = given(b_ih);
   in.b_hh = given(b_hh); in.w_ch = given(w_ch); in.a0 = given(a0); in.w_gh = given(w_gh); in.w_hr = given(w_hr);
@@ -45,23 +55,24 @@ std::vector<Tensor> forward(int64_t cell, const std::vector<int64_t>& flags, con
   in.len = lengths_of(in.lengths);
   switch (kind) {
     case Cell::lstm:
-      return to_list(lstm_forward(LSTMFlags(flags), in));
+      return op_results(to_list(lstm_forward(LSTMFlags(flags), in)), x);
     case Cell::gru:
-      return to_list(gru_forward(GRUFlags(flags), in));
+      return op_results(to_list(gru_forward(GRUFlags(flags), in)), x);
     case Cell::rnn:
       break;
   }
-  return to_list(rnn_forward(RNNFlags(flags), in));
+  return op_results(to_list(rnn_forward(RNNFlags(flags), in)), x);
 }
 
-// -> the BackwardResult's tensors in order; absent ones None.
-std::vector<Tensor> backward(int64_t cell, const std::vector<int64_t>& flags, const Tensor& dy, const Tensor& dh_n,
-                             const OptionalTensor& dc_n, const OptionalTensor& da_n, const Tensor& x, const Tensor& h0,
-                             const OptionalTensor& c0, const OptionalTensor& a0, const Tensor& w_ih,
-                             const Tensor& w_hh, bool has_bias, const OptionalTensor& w_ch, const OptionalTensor& w_gh,
-                             const OptionalTensor& w_hr, const OptionalTensor& lengths, const Tensor& hs,
-                             const OptionalTensor& cs, const OptionalTensor& gates, const OptionalTensor& extra,
-                             const OptionalTensor& acts, const OptionalTensor& ms, bool need_dx) {
+// -> the BackwardResult's tensors in order.
+std::vector<Tensor> backward(const Tensor& dy, const Tensor& dh_n, const OptionalTensor& dc_n,
+                             const OptionalTensor& da_n, const Tensor& x, const Tensor& h0, const OptionalTensor& c0,
+                             const OptionalTensor& a0, const Tensor& w_ih, const Tensor& w_hh, bool has_bias,
+                             const OptionalTensor& w_ch, const OptionalTensor& w_gh, const OptionalTensor& w_hr,
+                             const OptionalTensor& lengths, const Tensor& hs, const OptionalTensor& cs,
+                             const OptionalTensor& gates, const OptionalTensor& extra, const OptionalTensor& acts,
+                             const OptionalTensor& ms, int64_t cell, const std::vector<int64_t>& flags,
+                             bool need_dx) {
   BackwardInputs in;
   in.dy = dy; in.dh_n = dh_n; in.dc_n = given(dc_n); in.da_n = given(da_n); in.x = x; in.h0 = h0; in.c0 = given(c0);
   in.a0 = given(a0); in.w_ih = w_ih; in.w_hh = w_hh; in.has_bias = has_bias; in.w_ch = given(w_ch);
@@ -74,33 +85,30 @@ std::vector<Tensor> backward(int64_t cell, const std::vector<int64_t>& flags, co
   in.len = lengths_of(in.lengths);
   switch (kind) {
     case Cell::lstm:
-      return to_list(lstm_backward(LSTMFlags(flags), in));
+      return op_results(to_list(lstm_backward(LSTMFlags(flags), in)), x);
     case Cell::gru:
-      return to_list(gru_backward(GRUFlags(flags), in));
+      return op_results(to_list(gru_backward(GRUFlags(flags), in)), x);
     case Cell::rnn:
       break;
   }
-  return to_list(rnn_backward(RNNFlags(flags), in));
+  return op_results(to_list(rnn_backward(RNNFlags(flags), in)), x);
 }
 
 }  // namespace
 }  // namespace lstmlab
 
+#define LSTMLAB_PY_ARG(name) pybind11::arg(#name),
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  namespace py = pybind11;
   using namespace lstmlab;
-  m.def("forward", &forward, "one layer, one direction, forward", py::arg("cell"), py::arg("flags"), py::arg("x"),
-        py::arg("h0"), py::arg("c0"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"),
-        py::arg("w_ch"), py::arg("a0"), py::arg("w_gh"), py::arg("w_hr"), py::arg("lengths"), py::arg("save"));
-  m.def("backward", &backward, "one layer, one direction, backward", py::arg("cell"), py::arg("flags"), py::arg("dy"),
-        py::arg("dh_n"), py::arg("dc_n"), py::arg("da_n"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("a0"),
-        py::arg("w_ih"), py::arg("w_hh"), py::arg("has_bias"), py::arg("w_ch"), py::arg("w_gh"), py::arg("w_hr"),
-        py::arg("lengths"), py::arg("hs"), py::arg("cs"), py::arg("gates"), py::arg("extra"), py::arg("acts"),
-        py::arg("ms"), py::arg("need_dx"));
+  m.def("forward", &forward, LSTMLAB_FORWARD_ARGS(LSTMLAB_PY_ARG) "one layer, one direction, forward");
+  m.def("backward", &backward, LSTMLAB_BACKWARD_ARGS(LSTMLAB_PY_ARG) "one layer, one direction, backward");
   m.def("cell_names", &cell_names, "the cells, by their index");
   m.def("lstm_flag_names", &lstm_flag_names, "the LSTM's flags, in order");
   m.def("gru_flag_names", &gru_flag_names, "the GRU's flags, in order");
   m.def("rnn_flag_names", &rnn_flag_names, "the RNN's flags, in order");
+  m.def("forward_argument_names", &forward_argument_names, "what forward takes, in order");
+  m.def("backward_argument_names", &backward_argument_names, "what backward takes, in order");
   m.def("forward_result_names", &forward_result_names, "what forward returns, in order");
   m.def("backward_result_names", &backward_result_names, "what backward returns, in order");
 }

@@ -1,11 +1,11 @@
-// The op's interface, named once: the cells, each cell's flags and the results of
-// forward and backward, in the order the op passes them. The bindings export the
-// names; lstmlab/backends/fused/schema.py holds the same ones and checks at load
-// that both sides agree.
+// The op's interface, named once: the cells, each cell's flags, and the arguments
+// and results of forward and backward, in the order the ops pass them. The bindings
+// export the names; lstmlab/backends/fused/schema.py holds the same ones and checks
+// at load that both sides agree.
 //
 // Each list is an X-macro, written once here; the enums that index flags, the
-// result structs, their conversion to the op's tensor list and the exported names
-// all derive from it.
+// result structs, their conversion to the op's tensor list, the bindings' argument
+// names and the exported names all derive from it.
 #pragma once
 
 #include <string>
@@ -35,6 +35,14 @@ namespace lstmlab {
 #define LSTMLAB_BACKWARD_RESULTS(X) \
   X(dx) X(dh0) X(dc0) X(dw_ih) X(dw_hh) X(db_ih) X(db_hh) X(dw_ch) X(da0) X(dw_gh) X(dw_hr)
 
+// The arguments of lstmlab::fused_layer and lstmlab::fused_layer_backward (and of the
+// bindings' forward and backward, which take them in this order).
+#define LSTMLAB_FORWARD_ARGS(X) \
+  X(x) X(h0) X(c0) X(w_ih) X(w_hh) X(b_ih) X(b_hh) X(w_ch) X(a0) X(w_gh) X(w_hr) X(lengths) X(cell) X(flags) X(save)
+#define LSTMLAB_BACKWARD_ARGS(X)                                                                                   \
+  X(dy) X(dh_n) X(dc_n) X(da_n) X(x) X(h0) X(c0) X(a0) X(w_ih) X(w_hh) X(has_bias) X(w_ch) X(w_gh) X(w_hr) X(lengths) \
+  X(hs) X(cs) X(gates) X(extra) X(acts) X(ms) X(cell) X(flags) X(need_dx)
+
 #define LSTMLAB_ENUM(name) name,
 #define LSTMLAB_NAME(name) #name,
 #define LSTMLAB_FIELD(name) Tensor name;
@@ -55,6 +63,8 @@ inline std::vector<std::string> cell_names() { return {LSTMLAB_CELLS(LSTMLAB_NAM
 inline std::vector<std::string> lstm_flag_names() { return {LSTMLAB_LSTM_FLAGS(LSTMLAB_NAME)}; }
 inline std::vector<std::string> gru_flag_names() { return {LSTMLAB_GRU_FLAGS(LSTMLAB_NAME)}; }
 inline std::vector<std::string> rnn_flag_names() { return {LSTMLAB_RNN_FLAGS(LSTMLAB_NAME)}; }
+inline std::vector<std::string> forward_argument_names() { return {LSTMLAB_FORWARD_ARGS(LSTMLAB_NAME)}; }
+inline std::vector<std::string> backward_argument_names() { return {LSTMLAB_BACKWARD_ARGS(LSTMLAB_NAME)}; }
 inline std::vector<std::string> forward_result_names() { return {LSTMLAB_FORWARD_RESULTS(LSTMLAB_NAME)}; }
 inline std::vector<std::string> backward_result_names() { return {LSTMLAB_BACKWARD_RESULTS(LSTMLAB_NAME)}; }
 
