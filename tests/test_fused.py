@@ -3,7 +3,9 @@ inference mode and the fallbacks when the kernels cannot be built."""
 
 from __future__ import annotations
 
+import shutil
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +13,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import lstmlab
 from lstmlab import backends
-from lstmlab.backends.fused import loader, ops
+from lstmlab.backends.fused import custom_ops, loader, schema
 
 T, B, I, H = 5, 3, 4, 6  # noqa: E741 - the house names for sizes
 LENGTHS = torch.tensor([5, 2, 4])
@@ -123,10 +125,10 @@ def test_products_large_enough_to_thread_match_eager(case: str) -> None:
 def test_gradcheck(case: str, padded: bool) -> None:
     family, flags = CASES[case]
     spec = build(case, "fused").config.spec
-    cell, cell_flags = ops.encode(spec)
+    cell, cell_flags = schema.encode(spec)
     G = len(spec.gates)
     torch.manual_seed(3)
-    t = lambda *shape: (torch.randn(*shape, dtype=torch.float64) * 0.5).requires_grad_(True)  # noqa: E731
+    t = lambda *shape: (torch.randn(*shape, dtype=torch.float64) * 0.5).requires_grad_(True)
     n_peep = len(getattr(spec, "peephole_gates", ()))
     tensors = [t(4, 2, 3), t(2, 3), t(2, 3) if family == "LSTM" else None, t(G * 3, 3), t(G * 3, 3), t(G * 3), t(G * 3)]
     tensors.append(t(n_peep * 3) if n_peep else None)
@@ -134,22 +136,26 @@ def test_gradcheck(case: str, padded: bool) -> None:
     tensors += [t(2, n_rec * 3), t(n_rec * 3, n_rec * 3)] if n_rec else [None, None]
     tensors.append(None)  # no projection: test_projection_gradcheck
     lengths = torch.tensor([4, 2]) if padded else None
-    outputs = [0, 1, 2] if family == "LSTM" else [0, 1]  # y, h_n[, c_n][, a_n]
-    _gradcheck_fused_layer(tensors, lengths, cell, cell_flags, outputs + ([7] if n_rec else []))
+    outputs = ["y", "h_n", "c_n"] if family == "LSTM" else ["y", "h_n"]
+    _gradcheck_fused_layer(tensors, lengths, cell, cell_flags, outputs + (["a_n"] if n_rec else []))
 
 
 def _gradcheck_fused_layer(
-    tensors: list[torch.Tensor | None], lengths: torch.Tensor | None, cell: int, flags: list[int], outputs: list[int]
+    tensors: list[torch.Tensor | None],
+    lengths: torch.Tensor | None,
+    cell: schema.Cell,
+    flags: schema.Flags,
+    outputs: list[str],
 ) -> None:
-    """torch.autograd.gradcheck of `outputs` of ops.fused_layer in each tensor given (None: an absent argument)."""
+    """torch.autograd.gradcheck of the named `outputs` of the fused layer in each tensor given (None: an absent argument)."""
     positions = [k for k, a in enumerate(tensors) if a is not None]
 
     def f(*present: torch.Tensor) -> tuple[torch.Tensor, ...]:
         full = list(tensors)
         for k, a in zip(positions, present, strict=True):
             full[k] = a
-        out = ops.fused_layer(*full, lengths, cell, flags, True)
-        return tuple(out[k] for k in outputs)
+        out = custom_ops.layer(schema.ForwardInputs(*full, lengths, cell, list(flags), True))
+        return tuple(getattr(out, name) for name in outputs)
 
     assert torch.autograd.gradcheck(f, [tensors[k] for k in positions])
 
@@ -159,13 +165,17 @@ def test_inference_saves_nothing() -> None:
     x, state = inputs(fused, torch.float64)
     with torch.no_grad():
         y_nograd, _ = fused(x, state)
-    weights = [getattr(fused, name).detach() for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")]
-    no_fgr_proj_or_lengths = (None, None, None, None)
-    out = ops.fused_layer(
-        x, state[0][0], state[1][0], *weights, fused.weight_ch_l0.detach(), *no_fgr_proj_or_lengths,
-        *ops.encode(fused.config.spec), False,
-    )  # fmt: skip
-    assert all(t.numel() == 0 for t in out[3:])
+    w = fused.layer_weights()[0]
+    cell, flags = schema.encode(fused.config.spec)
+    for save in (True, False):
+        args = schema.ForwardInputs(
+            x, state[0][0], state[1][0], w.w_ih, w.w_hh, w.b_ih, w.b_hh, w.w_ch, None, None, None, None,
+            cell, list(flags), save,
+        )  # fmt: skip
+        out = custom_ops.layer(args)
+        saved = [out.hs, out.cs, out.gates, out.extra, out.acts, out.ms]
+        assert [t is not None for t in saved] == [False, save, save, False, False, False]
+        assert all(t.numel() == 0 for t in custom_ops.fused_layer(*args)[3:]) == (not save)
     y, _ = fused(x, state)
     torch.testing.assert_close(y_nograd, y, rtol=0, atol=0)
     assert y.requires_grad and not y_nograd.requires_grad
@@ -203,15 +213,15 @@ def test_torch_compile_fullgraph() -> None:
 def test_fake_kernels_agree_with_real_ones() -> None:
     projected = [build(case, "fused", dtype=torch.float32, proj_size=2) for case in ("LSTM-NP", "LSTM-FGR")]
     for module in [build(case, "fused", dtype=torch.float32) for case in CASES] + projected:
-        cell, flags = ops.encode(module.config.spec)
+        cell, flags = schema.encode(module.config.spec)
         w = module.layer_weights()[0]
         x, state = inputs(module, torch.float32)
         for save in (False, True):
             for lengths in (None, LENGTHS):
-                c0 = state[1][0] if cell == ops.LSTM else None
+                c0 = state[1][0] if cell == schema.Cell.LSTM else None
                 a0 = state[2][0] if len(state) > 2 else None
-                args = (x, state[0][0], c0, *w[:4], w.w_ch, a0, w.w_gh, w.w_hr, lengths, cell, flags, save)
-                torch.library.opcheck(ops.fused_layer, args, test_utils=("test_schema", "test_faketensor"))
+                args = (x, state[0][0], c0, *w[:4], w.w_ch, a0, w.w_gh, w.w_hr, lengths, cell, list(flags), save)
+                torch.library.opcheck(custom_ops.fused_layer, args, test_utils=("test_schema", "test_faketensor"))
 
 
 @pytest.mark.parametrize("padded", [False, True], ids=["full", "padded"])
@@ -234,16 +244,16 @@ def test_projection_equals_reference_and_eager(case: str, padded: bool) -> None:
 @pytest.mark.parametrize("case", ["LSTM-vanilla", "LSTM-FGR"])
 def test_projection_gradcheck(case: str, padded: bool) -> None:
     spec = build(case, "fused").config.spec
-    cell, cell_flags = ops.encode(spec)
+    cell, cell_flags = schema.encode(spec)
     G, n_peep, n_rec = len(spec.gates), len(spec.peephole_gates), len(spec.recurrent_gates)
     torch.manual_seed(4)
-    t = lambda *shape: (torch.randn(*shape, dtype=torch.float64) * 0.5).requires_grad_(True)  # noqa: E731
+    t = lambda *shape: (torch.randn(*shape, dtype=torch.float64) * 0.5).requires_grad_(True)
     Hc, P = 3, 2  # cell size, projection size
     tensors = [t(4, 2, 3), t(2, P), t(2, Hc), t(G * Hc, 3), t(G * Hc, P), t(G * Hc), t(G * Hc), t(n_peep * Hc)]
     tensors += [t(2, n_rec * Hc), t(n_rec * Hc, n_rec * Hc)] if n_rec else [None, None]
     tensors.append(t(P, Hc))
     lengths = torch.tensor([4, 2]) if padded else None
-    _gradcheck_fused_layer(tensors, lengths, cell, cell_flags, [0, 1, 2] + ([7] if n_rec else []))
+    _gradcheck_fused_layer(tensors, lengths, cell, cell_flags, ["y", "h_n", "c_n"] + (["a_n"] if n_rec else []))
 
 
 def test_auto_prefers_fused_for_cells_torch_lacks() -> None:
@@ -283,3 +293,25 @@ def test_without_a_compiler_auto_warns_once_and_fused_raises(monkeypatch: pytest
         monkeypatch.undo()
         loader.reset()
         loader.load()
+
+
+def test_build_key_covers_every_source_and_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    copy = tmp_path / "csrc"
+    shutil.copytree(loader.CSRC, copy)
+    monkeypatch.setattr(loader, "CSRC", copy)
+    assert [path.name for path in loader.sources()] == [
+        "bindings.cpp",
+        "checks.cpp",
+        "gru.cpp",
+        "lstm.cpp",
+        "products.cpp",
+        "rnn.cpp",
+    ]
+    assert len(loader.headers()) >= 5
+    key = loader.build_key()
+    for path in loader.sources() + loader.headers():
+        original = path.read_bytes()
+        path.write_bytes(original + b"// changed\n")
+        assert loader.build_key() != key, path.name
+        path.write_bytes(original)
+    assert loader.build_key() == key

@@ -1,13 +1,13 @@
-"""The fused backend: the C++ kernels of fused.cpp, one layer and direction per call."""
+"""The fused backend: the C++ kernels (csrc/), one layer and direction per call."""
 
 from __future__ import annotations
 
 import torch
 
 from lstmlab.backends.base import Layer, LayeredBackend, StackConfig
-from lstmlab.backends.fused import loader
-from lstmlab.backends.fused.ops import encode, fused_layer
-from lstmlab.cells import CellSpec, LayerWeights, LSTMSpec
+from lstmlab.backends.fused import custom_ops, loader
+from lstmlab.backends.fused.schema import Cell, ForwardInputs, encode
+from lstmlab.cells import CellSpec, LayerWeights
 
 
 class FusedBackend(LayeredBackend):
@@ -37,30 +37,20 @@ class FusedBackend(LayeredBackend):
         lengths: torch.Tensor | None,
     ) -> Layer:
         cell, flags = encode(spec)
-        lstm = isinstance(spec, LSTMSpec)
-        fgr = lstm and spec.gate_recurrence
+        lstm = cell == Cell.LSTM
+        fgr = lstm and flags.gate_recurrence
         inputs = (x, *state, *(t for t in w if t is not None))
         # inference stores nothing for backward
         save = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
         if lengths is not None:
             lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()
-        y, h_n, c_n, *_, a_n, _, _ = fused_layer(
-            x,
-            state[0],
-            state[1] if lstm else None,
-            w.w_ih,
-            w.w_hh,
-            w.b_ih,
-            w.b_hh,
-            w.w_ch,
-            state[2] if fgr else None,
-            w.w_gh if fgr else None,
-            w.w_hr,
-            lengths,
-            cell,
-            flags,
-            save,
-        )
+        args = ForwardInputs(
+            x=x, h0=state[0], c0=state[1] if lstm else None,
+            w_ih=w.w_ih, w_hh=w.w_hh, b_ih=w.b_ih, b_hh=w.b_hh, w_ch=w.w_ch,
+            a0=state[2] if fgr else None, w_gh=w.w_gh if fgr else None, w_hr=w.w_hr,
+            lengths=lengths, cell=cell, flags=list(flags), save=save,
+        )  # fmt: skip
+        out = custom_ops.layer(args)
         if fgr:
-            return y, (h_n, c_n, a_n)
-        return y, ((h_n, c_n) if lstm else (h_n,))
+            return out.y, (out.h_n, out.c_n, out.a_n)
+        return out.y, ((out.h_n, out.c_n) if lstm else (out.h_n,))

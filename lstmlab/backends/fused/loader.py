@@ -1,9 +1,11 @@
-"""Compile the fused kernels (fused.cpp) on first use and cache the build.
+"""Compile the fused kernels (csrc/) on first use and cache the build.
 
 The build lives in `$LSTMLAB_CACHE`, else `$XDG_CACHE_HOME/lstmlab`, else
-`~/.cache/lstmlab`, in a folder keyed by a hash of the source, the compiler flags and
-the torch version, so a changed source or torch gets a fresh build and an unchanged
-one loads in a fraction of a second. One line goes to stderr while it compiles.
+`~/.cache/lstmlab`, in a folder keyed by a hash of every source and header, the
+compiler flags and the torch version, so a changed file or torch gets a fresh build
+and an unchanged one loads in a fraction of a second. One line goes to stderr while
+it compiles. A loaded extension whose interface names differ from `schema`'s is
+refused.
 """
 
 from __future__ import annotations
@@ -17,7 +19,20 @@ from types import ModuleType
 
 import torch
 
-SOURCE = Path(__file__).with_name("fused.cpp")
+from lstmlab.backends.fused import schema
+
+CSRC = Path(__file__).with_name("csrc")
+
+
+def sources() -> list[Path]:
+    """The C++ translation units, in a fixed order."""
+    return sorted(CSRC.glob("*.cpp"))
+
+
+def headers() -> list[Path]:
+    """The C++ headers the translation units share (found in CSRC, on the include path)."""
+    return sorted(CSRC.glob("*.h"))
+
 
 _module: ModuleType | None = None
 _error: str | None = None
@@ -50,7 +65,10 @@ def cache_dir() -> Path:
 
 
 def build_key() -> str:
-    digest = hashlib.sha256(SOURCE.read_bytes())
+    digest = hashlib.sha256()
+    for path in sources() + headers():
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
     digest.update(" ".join(cflags()).encode())
     digest.update(torch.__version__.encode())
     digest.update(sys.version.encode())
@@ -69,7 +87,13 @@ def _compile() -> ModuleType:
     name = f"lstmlab_fused_{build_key()}"
     if not any(directory.glob(f"{name}*.so")) and not any(directory.glob(f"{name}*.pyd")):
         print(f"lstmlab: compiling the fused CPU kernels (once, cached in {directory})", file=sys.stderr, flush=True)
-    return cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=cflags(), build_directory=str(directory))
+    return cpp_extension.load(
+        name=name,
+        sources=[str(path) for path in sources()],
+        extra_cflags=cflags(),
+        extra_include_paths=[str(CSRC)],
+        build_directory=str(directory),
+    )
 
 
 def load() -> ModuleType:
@@ -80,12 +104,17 @@ def load() -> ModuleType:
     if _error is not None:
         raise RuntimeError(_error)
     try:
-        _module = _compile()
+        module = _compile()
     except Exception as exc:  # a missing compiler, ninja or headers surface as many exception types
         lines = [line for line in str(exc).splitlines() if line.strip()]
         detail = lines[-1] if lines else type(exc).__name__
         _error = f"the fused CPU kernels could not be compiled ({type(exc).__name__}: {detail})"
         raise RuntimeError(_error) from exc
+    disagreements = schema.mismatches(module)
+    if disagreements:
+        _error = "the fused CPU kernels do not match lstmlab/backends/fused/schema.py: " + "; ".join(disagreements)
+        raise RuntimeError(_error)
+    _module = module
     return _module
 
 
