@@ -32,6 +32,8 @@ class NativeBackend(Backend):
     def unsupported(self, config: StackConfig, x: torch.Tensor) -> str | None:
         spec = config.spec
         if torch_mode(spec) is not None:
+            if config.hidden_size == 0 and isinstance(spec, LSTMSpec) and x.device.type == "cpu":
+                return "torch's LSTM kernel on the CPU (oneDNN) cannot run hidden_size=0"
             return None
         if isinstance(spec, LSTMSpec):
             return "torch.nn.LSTM has no peepholes, coupled gates, missing gates, other activations or gate recurrence"
