@@ -128,7 +128,7 @@ def test_gradcheck(case: str, padded: bool) -> None:
     cell, cell_flags = schema.encode(spec)
     G = len(spec.gates)
     torch.manual_seed(3)
-    t = lambda *shape: (torch.randn(*shape, dtype=torch.float64) * 0.5).requires_grad_(True)  # noqa: E731
+    t = lambda *shape: (torch.randn(*shape, dtype=torch.float64) * 0.5).requires_grad_(True)
     n_peep = len(getattr(spec, "peephole_gates", ()))
     tensors = [t(4, 2, 3), t(2, 3), t(2, 3) if family == "LSTM" else None, t(G * 3, 3), t(G * 3, 3), t(G * 3), t(G * 3)]
     tensors.append(t(n_peep * 3) if n_peep else None)
@@ -247,7 +247,7 @@ def test_projection_gradcheck(case: str, padded: bool) -> None:
     cell, cell_flags = schema.encode(spec)
     G, n_peep, n_rec = len(spec.gates), len(spec.peephole_gates), len(spec.recurrent_gates)
     torch.manual_seed(4)
-    t = lambda *shape: (torch.randn(*shape, dtype=torch.float64) * 0.5).requires_grad_(True)  # noqa: E731
+    t = lambda *shape: (torch.randn(*shape, dtype=torch.float64) * 0.5).requires_grad_(True)
     Hc, P = 3, 2  # cell size, projection size
     tensors = [t(4, 2, 3), t(2, P), t(2, Hc), t(G * Hc, 3), t(G * Hc, P), t(G * Hc), t(G * Hc), t(n_peep * Hc)]
     tensors += [t(2, n_rec * Hc), t(n_rec * Hc, n_rec * Hc)] if n_rec else [None, None]
