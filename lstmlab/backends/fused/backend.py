@@ -48,7 +48,7 @@ class FusedBackend(LayeredBackend):
             x=x, h0=state[0], c0=state[1] if lstm else None,
             w_ih=w.w_ih, w_hh=w.w_hh, b_ih=w.b_ih, b_hh=w.b_hh, w_ch=w.w_ch,
             a0=state[2] if fgr else None, w_gh=w.w_gh if fgr else None, w_hr=w.w_hr,
-            lengths=lengths, cell=cell, flags=list(flags), save=save,
+            lengths=lengths, cell=int(cell), flags=list(flags), save=save,  # plain ints: an IntEnum costs the op ~6 us
         )  # fmt: skip
         out = custom_ops.layer(args)
         if fgr:
