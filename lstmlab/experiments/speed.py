@@ -216,7 +216,7 @@ def time_point_cuda(
             train()  # warm up: compilation, cuDNN plans, the allocator
             infer()
             peaks[name] = _cuda_peak_mb(module, train) if memory else math.nan
-        except Exception as error:  # one backend's failure must not end a GPU session's only run
+        except Exception as error:  # one backend's failure (bf16 unsupported, out of memory) must not end the whole measurement
             failed[name] = _failure(error)
             runs.pop(name, None)
             if device != "cpu":
