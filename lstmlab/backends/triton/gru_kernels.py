@@ -21,7 +21,7 @@ import triton.language as tl
 from torch import Tensor
 
 from lstmlab.backends.base import rows
-from lstmlab.backends.triton.launch import float32_copy, keep_flags, kernel, launch
+from lstmlab.backends.triton.launch import float32_copy, keep_flags, kernel, launch, product_into
 from lstmlab.cells import GRUSpec, LayerWeights
 
 # block index of each gate (GATES order in lstmlab.cells.gru); compiled kernels read only constexpr globals
@@ -245,14 +245,6 @@ def gru_before_backward_reset_step(
     tl.store(dz_ptr + row + R * H, (drh * h * r * (1.0 - r)).to(dz_ptr.dtype.element_ty), mask=valid)  # (G1)
 
 
-def _product(h: Tensor, w: Tensor, bias: Tensor | None, out: Tensor) -> None:
-    """out = h w^T (+ bias), in place."""
-    if bias is None:
-        torch.mm(h, w.t(), out=out)
-    else:
-        torch.addmm(bias, h, w.t(), out=out)
-
-
 def forward(
     spec: GRUSpec, zx: Tensor, state: tuple[Tensor, ...], w: LayerWeights, lengths: Tensor | None, save: bool
 ) -> tuple[Tensor, tuple[Tensor, ...], dict[str, Tensor | None]]:
@@ -272,7 +264,7 @@ def forward(
         zh = zx.new_empty(B, 3 * H)
         for t in range(T):
             s = t if save else 0
-            _product(hs[t], w.w_hh, w.b_hh, zh)
+            product_into(hs[t], w.w_hh, w.b_hh, zh)
             launch(
                 gru_after_forward_step,
                 B * H,
@@ -296,9 +288,9 @@ def forward(
     zh, zn = zx.new_empty(B, 2 * H), zx.new_empty(B, H)
     for t in range(T):
         s = t if save else 0
-        _product(hs[t], w_rz, b_rz, zh)
+        product_into(hs[t], w_rz, b_rz, zh)
         launch(gru_before_reset_step, B * H, zx[t], zh, hs[t], rh[s], gates[s], H)
-        _product(rh[s], w_n, b_n, zn)
+        product_into(rh[s], w_n, b_n, zn)
         launch(gru_before_update_step, B * H, zx[t], zn, hs[t], lens, hs[t + 1], y[t], gates[s], t, H, HAS_LENGTHS=has_lengths)
     return y, (hs[T].clone(),), {"hs": hs, "gates": gates, "extra": rh}
 

@@ -89,3 +89,11 @@ def keep_flags(lengths: torch.Tensor | None, like: torch.Tensor) -> tuple[torch.
 def float32_copy(t: torch.Tensor) -> torch.Tensor:
     """A fresh contiguous float32 copy of t (a buffer a kernel may update in place)."""
     return torch.empty(t.shape, dtype=torch.float32, device=t.device).copy_(t)
+
+
+def product_into(h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> None:
+    """out = h w^T (+ bias), in place: a step's recurrent product, written into a preallocated buffer."""
+    if bias is None:
+        torch.mm(h, w.t(), out=out)
+    else:
+        torch.addmm(bias, h, w.t(), out=out)

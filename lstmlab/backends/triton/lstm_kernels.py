@@ -23,7 +23,7 @@ import triton.language as tl
 from torch import Tensor
 
 from lstmlab.backends.base import rows
-from lstmlab.backends.triton.launch import float32_copy, keep_flags, kernel, launch
+from lstmlab.backends.triton.launch import float32_copy, keep_flags, kernel, launch, product_into
 from lstmlab.cells import LayerWeights, LSTMSpec
 
 
@@ -342,14 +342,6 @@ def project_backward_step(
     tl.store(dhp_ptr + offs, tl.where(keep, dh, zero).to(dhp_ptr.dtype.element_ty), mask=valid)
 
 
-def _recurrent(h: Tensor, w: Tensor, bias: Tensor | None, out: Tensor) -> None:
-    """out = h w^T (+ bias), in place."""
-    if bias is None:
-        torch.mm(h, w.t(), out=out)
-    else:
-        torch.addmm(bias, h, w.t(), out=out)
-
-
 def forward(
     spec: LSTMSpec, zx: Tensor, state: tuple[Tensor, ...], w: LayerWeights, lengths: Tensor | None, save: bool
 ) -> tuple[Tensor, tuple[Tensor, ...], dict[str, Tensor | None]]:
@@ -382,7 +374,7 @@ def forward(
     p = w.w_ch.contiguous() if w.w_ch is not None else dummy
     for t in range(T):
         s = t if save else 0
-        _recurrent(hs[t], w.w_hh, w.b_hh, zh)
+        product_into(hs[t], w.w_hh, w.b_hh, zh)
         if acts is not None:
             torch.mm(acts[t], w.w_gh.t(), out=za)
         launch(
