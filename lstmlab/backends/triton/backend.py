@@ -7,9 +7,11 @@ the recurrent product and one fused Triton kernel for the pointwise work. Backwa
 the family's loop runs, per step, the fused pointwise backward kernel and the
 recurrent products; the gradients of x, W_ih and b_ih are large products after it.
 
-This first version launches the kernels from a Python loop over the steps (one or
-two kernels and one to three matrix products per step); a persistent kernel that
-keeps the recurrent weights on chip, or CUDA graphs, would remove that overhead.
+The loops launch the kernels from Python (one or two kernels and one to three matrix
+products per step). On a GPU each loop is recorded in a CUDA graph the second time it
+runs with a signature and replayed from then on (`graphs`), which removes most of the
+launches' cost; a persistent kernel that keeps the recurrent weights on chip would
+remove the rest.
 
 Importing this module does not import triton: the kernels load on first use.
 """
@@ -26,6 +28,7 @@ import torch
 from torch import Tensor
 
 from lstmlab.backends.base import Layer, LayeredBackend, StackConfig, rows
+from lstmlab.backends.triton.graphs import run_loop
 from lstmlab.cells import CellSpec, GRUSpec, LayerWeights, LSTMSpec
 
 INSTALL = "pip install 'triton>=3.0' (or lstmlab's extra: pip install 'lstmlab[gpu]')"
@@ -64,7 +67,7 @@ class _TritonLayer(torch.autograd.Function):
         T, B = x.shape[0], x.shape[1]
         with _on_device(x):
             zx = torch.addmm(w.b_ih, rows(x), w.w_ih.t()) if w.b_ih is not None else rows(x) @ w.w_ih.t()
-            y, final, tape = kernels(spec).forward(spec, zx.view(T, B, -1), state, w, lengths, save)
+            y, final, tape = run_loop(kernels(spec).forward, x.device, spec, zx.view(T, B, -1), state, w, lengths, save)
         ctx.spec, ctx.lengths, ctx.taped = spec, lengths, save
         if save:
             ctx.tape_keys = tuple(tape)
@@ -81,7 +84,7 @@ class _TritonLayer(torch.autograd.Function):
         w = LayerWeights(*rest[: len(LayerWeights._fields)])
         tape = dict(zip(ctx.tape_keys, rest[len(LayerWeights._fields) :]))
         with _on_device(x):
-            dzx, dstate, grads = kernels(ctx.spec).backward(ctx.spec, w, ctx.lengths, tape, dy, dfinal)
+            dzx, dstate, grads = run_loop(kernels(ctx.spec).backward, x.device, ctx.spec, w, ctx.lengths, tape, dy, dfinal)
             dx = (rows(dzx) @ w.w_ih).view(x.shape) if ctx.needs_input_grad[4] else None
             grads["w_ih"] = rows(dzx).t() @ rows(x)
             grads["b_ih"] = dzx.float().sum((0, 1)) if w.b_ih is not None else None
@@ -131,5 +134,7 @@ class TritonBackend(LayeredBackend):
     ) -> Layer:
         # inference stores nothing for backward
         save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *state, *w))
+        if lengths is not None:  # on the device before the loop: a recorded loop cannot copy from the host
+            lengths = lengths.to(device=x.device, dtype=torch.int32)
         out = _TritonLayer.apply(spec, lengths, save, len(state), x, *state, *w)
         return out[0], tuple(out[1:])
