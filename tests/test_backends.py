@@ -183,7 +183,12 @@ def test_auto_on_cuda_runs_triton_only_where_measured_faster(monkeypatch: pytest
     assert backends.auto_order(replace(peephole, hidden_size=700), "cuda") == ("native", "eager")  # nearest 1024
     assert backends.auto_order(gru, "cuda") == ("native", "eager")
     assert backends.auto_order(lstm, "cuda") == ("native", "eager")  # measured for other cells only
-    assert backends.auto_order(replace(peephole, proj_size=3), "cuda") == ("native", "eager")  # "peephole-proj": not measured
+    # a variant torch lacks with no row of its own reads the peephole's; torch's cells never do
+    assert backends.auto_order(replace(peephole, proj_size=3), "cuda") == ("triton", "native", "eager")
+    assert backends.auto_order(StackConfig(spec_from_flags("NIG"), 2, 6), "cuda")[0] == "triton"
+    assert backends.auto_order(replace(lstm, proj_size=3), "cuda") == ("native", "eager")
+    monkeypatch.setitem(backends.TRITON_OVER_BEST_CUDA, "nig", {8: (1.5, 1.5)})  # its own row wins
+    assert backends.auto_order(StackConfig(spec_from_flags("NIG"), 2, 6), "cuda") == ("native", "eager")
     assert "triton" not in backends.auto_order(peephole, "cpu") + backends.auto_order(peephole, "mps")
     assert backends.auto_order(lstm, "cuda", {"lstm": {4: (0.9, 0.9)}})[0] == "triton"  # an explicit table
     assert backends.auto_order(peephole, "cuda", {})[0] == "native"

@@ -6,8 +6,7 @@
 - "fused": C++ kernels for the CPU (`lstmlab.backends.fused`), compiled on first use.
 - "triton": Triton kernels for CUDA (`lstmlab.backends.triton`), when triton is installed;
   on the CPU only under Triton's interpreter (TRITON_INTERPRET=1), for tests. "auto" runs
-  it only where TRITON_OVER_BEST_CUDA records it faster; that table is empty until a GPU
-  has measured it.
+  it only where TRITON_OVER_BEST_CUDA records it faster (the cells torch lacks).
 - "auto": the fastest registered backend that can run the configuration (`auto_order`).
 """
 
@@ -24,7 +23,7 @@ from lstmlab.backends.fused import FusedBackend
 from lstmlab.backends.native import NativeBackend
 from lstmlab.backends.numpy_reference import ReferenceBackend
 from lstmlab.backends.triton import TritonBackend
-from lstmlab.cells import spec_name, torch_mode
+from lstmlab.cells import LSTMSpec, spec_name, torch_mode
 from lstmlab.errors import InvalidArgument, Unsupported
 
 _REGISTRY: dict[str, Backend] = {}
@@ -58,10 +57,20 @@ FUSED_OVER_NATIVE: dict[str, dict[int, tuple[float, float]]] = {
 # Time of triton over the fastest other backend on CUDA (native, that is cuDNN, where
 # torch has the cell, else eager), (training step, inference), by cell name
 # (`lstmlab.cells.spec_name`; "-proj" added with proj_size) and hidden size: T=1024, input
-# size = hidden size, the grid of `lstmlab bench --device cuda`, whose JSON
-# `lstmlab.experiments.speed.cuda_auto_table` turns into this table (the worse of float32
-# and bfloat16). Empty: no GPU has measured it yet, so "auto" never runs triton.
-TRITON_OVER_BEST_CUDA: dict[str, dict[int, tuple[float, float]]] = {}
+# size = hidden size, the grid of `lstmlab bench --device cuda` on one NVIDIA H200 (torch
+# 2.11, CUDA 13.0, cuDNN 9.19, triton 3.6), the loops recorded in CUDA graphs; the worse
+# of float32 and bfloat16 (`lstmlab.experiments.speed.cuda_auto_table`; the tables are in
+# benchmarks/RESULTS-cuda.md). Rows for the cells torch lacks only: for lstm, gru and rnn
+# triton measured faster than cuDNN up to H=768 but takes 2-3 times cuDNN's memory, so
+# "auto" keeps torch's kernels there (backend="triton" chooses it). An LSTM variant
+# without a row of its own (NIG, NFG, NOG, NIAF, NOAF, FGR, any with proj_size) reads the
+# peephole row: the same kernels with fewer gates compiled in.
+TRITON_OVER_BEST_CUDA: dict[str, dict[int, tuple[float, float]]] = {
+    "peephole": {256: (0.02, 0.04), 512: (0.03, 0.07), 768: (0.03, 0.09), 1024: (0.11, 0.22)},
+    "cifg": {256: (0.02, 0.02), 512: (0.04, 0.07), 768: (0.03, 0.07), 1024: (0.11, 0.2)},
+    "gru-before": {256: (0.02, 0.03), 512: (0.05, 0.13), 768: (0.03, 0.11), 1024: (0.1, 0.25)},
+}
+UNMEASURED_LSTM_KEY = "peephole"
 
 
 def _torch_kind(config: StackConfig) -> str | None:
@@ -74,10 +83,14 @@ def _torch_kind(config: StackConfig) -> str | None:
     return "gru" if mode == "GRU" else "rnn"
 
 
-def _cell_key(config: StackConfig) -> str | None:
-    """The key of `config` in TRITON_OVER_BEST_CUDA, None for an LSTM no variant names."""
+def _cell_key(config: StackConfig, table: dict[str, dict[int, tuple[float, float]]]) -> str | None:
+    """The row of `table` (TRITON_OVER_BEST_CUDA) that speaks for `config`: its own, or for
+    an LSTM torch lacks that has none, UNMEASURED_LSTM_KEY's; None when neither exists."""
     name = spec_name(config.spec)
-    return None if name is None else name + ("-proj" if config.proj_size else "")
+    key = None if name is None else name + ("-proj" if config.proj_size else "")
+    if key not in table and isinstance(config.spec, LSTMSpec) and torch_mode(config.spec) is None:
+        key = UNMEASURED_LSTM_KEY
+    return key if key in table else None
 
 
 def _measured_faster(table: dict[str, dict[int, tuple[float, float]]], key: str | None, hidden_size: int) -> bool:
@@ -100,9 +113,9 @@ def auto_order(
     - "cpu": fused and native (for the cells torch has), in the order FUSED_OVER_NATIVE
       measured at the nearest hidden size; then eager.
     - "cuda": triton first only where TRITON_OVER_BEST_CUDA measured it faster than the
-      best of native and eager for this cell at the nearest hidden size; else triton is
-      left out, and native (cuDNN, for the cells torch has) goes before eager. The table
-      is empty until a GPU has measured it, so triton is never chosen before then.
+      best of native and eager for this cell (or, for an LSTM variant it has no row for,
+      the peephole LSTM) at the nearest hidden size; else triton is left out, and native
+      (cuDNN, for the cells torch has) goes before eager.
     - any other device: native, then eager.
 
     `table` stands in for the device's recorded table (FUSED_OVER_NATIVE or
@@ -116,7 +129,7 @@ def auto_order(
         return ("fused", "native", "eager") if fused_first else ("native", "fused", "eager")
     if device == "cuda":
         recorded = TRITON_OVER_BEST_CUDA if table is None else table
-        if _measured_faster(recorded, _cell_key(config), config.hidden_size):
+        if _measured_faster(recorded, _cell_key(config, recorded), config.hidden_size):
             return ("triton", "native", "eager")
     return ("native", "eager")
 
