@@ -149,10 +149,20 @@ def _batch_to(batch: Batch, device: str) -> Batch:
     )
 
 
+def _creation_mode() -> int:
+    """The mode a new file gets from open(): 0o666 less the process's umask (mkstemp's 0o600 ignores it)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _write_atomic(path: Path, write: Any) -> None:
-    """Call write(file) on a temporary file beside `path`, then move it into place."""
+    """Call write(file) on a temporary file beside `path`, then move it into place (replacing
+    the entry at `path`: a symbolic link there is replaced, never followed). The file gets
+    the mode the user's umask gives new files."""
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _creation_mode())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

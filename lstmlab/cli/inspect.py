@@ -41,6 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from lstmlab.charlm.corpus import read_text
     from lstmlab.charlm.page import build, render
+    from lstmlab.train import _write_atomic
 
     out = Path(args.out) if args.out is not None else Path(args.run_dir) / "report.html"
     try:
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as error:
         return fail("inspect", error, FLAGS)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(data), encoding="utf-8")
+    page = render(data).encode("utf-8")
+    _write_atomic(out, lambda f: f.write(page))  # a new file, then os.replace: a link at `out` is replaced, not followed
     print(out)
     return 0
