@@ -50,21 +50,19 @@ def train(args: argparse.Namespace) -> dict:
         lr=args.lr,
         clip=args.clip,
         steps=10**9,
+        max_minutes=args.minutes,  # the trainer stops after the step that spends it, then evaluates and saves
         seed=args.seed,
         eval_every=args.eval_every,
         log_every=args.log_every,
         stop_when_solved=False,
     )
     trainer = Trainer(config, args.out)
-    budget = args.minutes * 60.0
     print(f"{args.cell}: {trainer.summary()['parameters']} parameters, backend {trainer.model.active_backend}", flush=True)
     for record in trainer.run():
         if record["kind"] == "eval":
             print(
                 f"step {record['step']:6d}  {record['seconds'] / 60:6.2f} min  validation {record['loss']:.4f} nats", flush=True
             )
-        if trainer.seconds >= budget and config.steps > trainer.step + 1:
-            config.steps = trainer.step + 1  # one last step, then the trainer's final evaluation and checkpoint
     evals = [json.loads(line) for line in (Path(args.out) / "metrics.jsonl").read_text().splitlines() if line.strip()]
     curve = [(r["seconds"] / 60, r["loss"]) for r in evals if r.get("kind") == "eval"]
     start = time.perf_counter()

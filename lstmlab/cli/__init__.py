@@ -20,7 +20,10 @@ from lstmlab.errors import LstmlabError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lstmlab import __version__
+
     parser = argparse.ArgumentParser(prog="lstmlab", description="The LSTM family for PyTorch.")
+    parser.add_argument("--version", action="version", version=f"lstmlab {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if not info.name.startswith("_"):
@@ -30,15 +33,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `lstmlab` script; returns the exit status."""
+    import torch
+
     args = build_parser().parse_args(argv)
+    threads = torch.get_num_threads()  # commands may set them; a caller of main() gets its own back
     try:
         return int(args.run(args) or 0)
     except LstmlabError as error:
-        print(error, file=sys.stderr)
+        message = str(error)  # commands name themselves; a message from deeper down is prefixed with the command
+        print(message if message.startswith(f"{args.command}:") else f"{args.command}: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        torch.set_num_threads(threads)
 
 
 if __name__ == "__main__":

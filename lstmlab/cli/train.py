@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lstmlab.cli._errors import fail
-from lstmlab.cli._training import FLAGS, add_training_arguments, format_value, progress, set_threads, train_config
+from lstmlab.cli._training import FLAGS, add_training_arguments, choose_threads, format_value, progress, set_threads, train_config
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +24,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--cell", default="lstm", type=str.lower, help=f"one of {', '.join(CELLS)} (default: lstm)")
     add_training_arguments(parser)
-    parser.add_argument("--out", default=None, help="run directory (default: runs/TASK-CELL-sSEED)")
+    parser.add_argument(
+        "--out", metavar="DIR", default=None, help="run directory, created (a folder, not a file; default: runs/TASK-CELL-sSEED)"
+    )
     parser.add_argument("--resume", metavar="DIR", default=None, help="continue the run in DIR (up to --steps if given)")
     parser.set_defaults(run=run)
 
@@ -38,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
             if args.threads is not None:
                 set_threads("train", args.threads)
             trainer = Trainer.resume(args.resume, steps=args.steps)
+            choose_threads("train", args, trainer.config)
         else:
             config = train_config("train", args, args.cell)
             out = args.out or str(Path("runs") / f"{config.task}-{config.cell}-s{config.seed}")
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     try:
-        for _ in progress(trainer, args.quiet, trainer.config.cell):
+        for _ in progress(trainer, args.quiet, trainer.config.cell, args.progress_every):
             pass
     except Diverged as error:
         print(str(error), file=sys.stderr)
