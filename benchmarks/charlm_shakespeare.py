@@ -3,15 +3,16 @@
 Train (one cell per call; run them one after another, not side by side, so that
 they get the same machine):
 
-    python benchmarks/charlm_shakespeare.py ../shared/data/tinyshakespeare.txt --cell lstm --minutes 15 --out runs/charlm/lstm
+    python benchmarks/fetch_tinyshakespeare.py    # once: data/tinyshakespeare.txt
+    python benchmarks/charlm_shakespeare.py data/tinyshakespeare.txt --cell lstm --minutes 15 --out runs/charlm/lstm
 
 trains a 2 x 256 model (batch 64, sequence 100, Adam 2e-3, gradient norm clipped at 1,
 dropout 0.2 between layers, forget bias 0) until the budget is spent, evaluating on the
 validation text (the last 10%) every `--eval-every` steps, then writes `result.json`
 (the validation curve in nats per character against minutes, the best and final
 losses, a sample) into the run directory, which `lstmlab sample` and `lstmlab
-inspect` also read. The budget counts
-wall-clock time, evaluations included.
+inspect` also read. The budget is the trainer's `max_minutes` (`lstmlab train
+--max-minutes`): it counts wall-clock time, evaluations included.
 
 Report (curves of several runs in one PNG, and a Markdown table on stdout):
 
