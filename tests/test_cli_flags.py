@@ -294,3 +294,17 @@ def test_bench_warns_when_the_machine_is_busy() -> None:
     warning = busy_warning(load=3.5, cores=2)
     assert warning.startswith("lstmlab bench: warning: the machine is busy (load average 3.5 on 2 cores)")
     assert isinstance(busy_warning(), str)  # this machine's own load, whatever it is
+
+
+def test_an_unexpected_library_error_is_named_by_the_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lstmlab.cli import sample
+    from lstmlab.errors import InvalidArgument
+
+    def run(args: object) -> int:
+        raise InvalidArgument("models", "cell", "must be one of rnn, lstm; got 'lsmt'")
+
+    monkeypatch.setattr(sample, "run", run)
+    assert main(["sample", "R"]) == 2
+    assert capsys.readouterr().err == "sample: cell must be one of rnn, lstm; got 'lsmt'\n"

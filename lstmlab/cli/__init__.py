@@ -6,7 +6,8 @@ as a default. Modules are discovered, so adding a command is adding a file.
 
 A mistake in the arguments prints one line on stderr and exits with status 2: commands
 report the errors they expect in the terms of their flags (`lstmlab.cli._errors`), and
-any other `lstmlab.errors.LstmlabError` is printed as it reads.
+any other `lstmlab.errors.LstmlabError` is printed under the command's name (`compare:
+...`, not the name of the library part that raised it).
 """
 
 from __future__ import annotations
@@ -40,8 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except LstmlabError as error:
-        message = str(error)  # commands name themselves; a message from deeper down is prefixed with the command
-        print(message if message.startswith(f"{args.command}:") else f"{args.command}: {message}", file=sys.stderr)
+        print(error.relabel(owner=args.command), file=sys.stderr)  # named by the command typed, whoever raised it
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
