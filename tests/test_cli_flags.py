@@ -139,6 +139,11 @@ def test_config_file_with_flags_overriding(tmp_path: Path, capsys: pytest.Captur
     capsys.readouterr()
 
 
+def test_config_does_not_apply_on_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--resume", str(tmp_path), "--config", "c.json"]) == 2
+    assert capsys.readouterr().err == "train: --config does not apply with --resume (the run keeps its own); got 'c.json'\n"
+
+
 def test_config_file_in_toml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("tomllib", reason="TOML configs need Python 3.11 or later")
     path = tmp_path / "run.toml"

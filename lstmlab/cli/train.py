@@ -32,10 +32,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lstmlab.errors import InvalidArgument
     from lstmlab.train import Diverged, Trainer
 
     flags = {**FLAGS, "run_dir": "--resume"} if args.resume is not None else FLAGS
     try:
+        if args.resume is not None and args.config is not None:
+            detail = f"does not apply with --resume (the run keeps its own); got {args.config!r}"
+            raise InvalidArgument("train", "--config", detail)
         if args.resume is not None:
             if args.threads is not None:
                 set_threads("train", args.threads)
