@@ -121,7 +121,7 @@ def test_max_minutes_must_be_a_positive_number(minutes: str, tmp_path: Path, cap
 def test_config_file_with_flags_overriding(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     first = tmp_path / "first"
     argv = ["--task", "copy", "--seq-len", "6", "--hidden", "12", "--lr", "0.02", "--seed", "3", "--steps", "2", "-q"]
-    assert main(["train", *argv, "--no-early-stop", "--lr-schedule", "cosine", "--out", str(first)]) == 0
+    assert main(["train", *argv, "--cell", "gru", "--no-early-stop", "--lr-schedule", "cosine", "--out", str(first)]) == 0
     again = tmp_path / "again"
     # --hidden 64 is the flag's default, but given, so it overrides the file
     overrides = ["--lr", "0.5", "--hidden", "64"]
@@ -129,7 +129,7 @@ def test_config_file_with_flags_overriding(tmp_path: Path, capsys: pytest.Captur
     a, b = (json.loads((d / "config.json").read_text()) for d in (first, again))
     assert b["task"] == "copy" and b["task_options"] == a["task_options"] and b["task_options"]["seq_len"] == 6
     assert (b["lr"], b["hidden"]) == (0.5, 64)
-    for key in ("seed", "steps", "stop_when_solved", "lr_schedule", "forget_bias"):
+    for key in ("cell", "seed", "steps", "stop_when_solved", "lr_schedule", "forget_bias"):
         assert b[key] == a[key], key
     # another task: the file's task options no longer apply
     other = tmp_path / "other"

@@ -46,7 +46,7 @@ FLAGS = {
 }
 
 
-class _Given(argparse.Action):
+class Given(argparse.Action):
     """Store the value and remember that the flag was given, so that it overrides --config."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Any = None) -> None:
@@ -54,7 +54,7 @@ class _Given(argparse.Action):
         namespace.given = {*getattr(namespace, "given", ()), self.dest}
 
 
-class _GivenTrue(_Given):
+class GivenTrue(Given):
     """`store_true`, remembering that the flag was given."""
 
     def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
@@ -97,7 +97,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, steps: int = 5000
     from lstmlab import tasks
     from lstmlab.schedule import SCHEDULES
 
-    given, given_true = _Given, _GivenTrue
+    given, given_true = Given, GivenTrue
     parser.add_argument(
         "--config",
         metavar="FILE",
@@ -236,7 +236,8 @@ def train_config(command: str, args: argparse.Namespace, cell: str) -> Any:
     check_task_flags(command, values["task"], args)
     options = values.get("task_options") or {}
     values["task_options"] = {**(options if isinstance(options, dict) else {}), **task_options(args)}
-    values["cell"] = cell
+    if "cell" in given or "cell" not in values:  # the caller's cell, unless --config names one and no --cell was given
+        values["cell"] = cell
     config = TrainConfig.from_dict(values).check()
     choose_threads(command, args, config)
     return config

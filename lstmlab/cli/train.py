@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from lstmlab.cli._errors import fail
-from lstmlab.cli._training import FLAGS, add_training_arguments, choose_threads, format_value, progress, set_threads, train_config
+from lstmlab.cli._training import (
+    FLAGS,
+    Given,
+    add_training_arguments,
+    choose_threads,
+    format_value,
+    progress,
+    set_threads,
+    train_config,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "checkpoint.pt (written atomically); Ctrl-C saves and stops, --resume DIR continues bit-identically. "
         "Stops early once the task's success criterion holds.",
     )
-    parser.add_argument("--cell", default="lstm", type=str.lower, help=f"one of {', '.join(CELLS)} (default: lstm)")
+    parser.add_argument("--cell", default="lstm", type=str.lower, action=Given, help=f"one of {', '.join(CELLS)} (default: lstm)")
     add_training_arguments(parser)
     parser.add_argument(
         "--out", metavar="DIR", default=None, help="run directory, created (a folder, not a file; default: runs/TASK-CELL-sSEED)"
