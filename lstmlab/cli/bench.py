@@ -93,14 +93,14 @@ def run(args: argparse.Namespace) -> int:
     if args.device == "cuda":
         return _run_cuda(args, cuda_settings(args, cells, repeats))
     grid = speed.QUICK_GRID if args.quick else speed.GRID
+    busy = busy_warning()
+    if busy:
+        print(busy, file=sys.stderr, flush=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {repeats} repeats; ms")
     header = f"{'cell':<10} {'T':>4} {'B x H':>9}  {'backend':<8} {'train':>9} {'/nn.LSTM':>8} {'infer':>9} {'/nn.LSTM':>8}"
     print(header)
     print("-" * len(header))
     timings, yardstick = [], None
-    busy = busy_warning()
-    if busy:
-        print(busy, file=sys.stderr, flush=True)
     for t in speed.run_timings(cells, grid, repeats, eager_repeats):
         timings.append(t)
         if t.backend == speed.YARDSTICK:
@@ -131,11 +131,11 @@ def run(args: argparse.Namespace) -> int:
 def busy_warning(load: float | None = None, cores: int | None = None) -> str:
     """A warning when the machine is busy (the 1-minute load average above half its cores): other
     work then takes the bench's cores and its times and ratios mean little; "" otherwise."""
-    if load is None:
-        try:
-            load = os.getloadavg()[0]
-        except (AttributeError, OSError):  # no load average on this platform
-            return ""
+    from lstmlab.experiments.speed import load_average
+
+    load = load_average() if load is None else load
+    if load is None:  # no load average on this platform
+        return ""
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if load <= cores / 2:
