@@ -235,7 +235,13 @@ def test_small_models_train_on_one_thread_and_the_callers_threads_come_back(
     finally:
         torch.set_num_threads(before)
     assert seen == [1, 2]
-    assert "1 for small models" in build_parser()._subparsers._group_actions[0].choices["train"].format_help()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_help_says_how_threads_are_chosen(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "default: 1 for small models" in " ".join(capsys.readouterr().out.split())
 
 
 # -- progress without a terminal ---------------------------------------------------------------
