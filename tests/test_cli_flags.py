@@ -319,3 +319,20 @@ def test_an_unexpected_library_error_is_named_by_the_command(
     monkeypatch.setattr(sample, "run", run)
     assert main(["sample", "R"]) == 2
     assert capsys.readouterr().err == "sample: cell must be one of rnn, lstm; got 'lsmt'\n"
+
+
+def test_on_a_terminal_the_final_bar_stays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    assert main(["train", *TINY, "--steps", "7", "--no-early-stop", "--out", str(tmp_path / "a")]) == 0
+    text = screen.getvalue()
+    assert "lstm step" not in text  # no plain lines on a terminal
+    last = text.rstrip("\n").split("\r")[-1]  # what the terminal shows at the end
+    assert "7/7" in last and "100%" in last and text.endswith("\n")
