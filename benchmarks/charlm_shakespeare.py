@@ -3,15 +3,16 @@
 Train (one cell per call; run them one after another, not side by side, so that
 they get the same machine):
 
-    python benchmarks/charlm_shakespeare.py ../shared/data/tinyshakespeare.txt --cell lstm --minutes 15 --out runs/charlm/lstm
+    python benchmarks/fetch_tinyshakespeare.py    # once: data/tinyshakespeare.txt
+    python benchmarks/charlm_shakespeare.py data/tinyshakespeare.txt --cell lstm --minutes 15 --out runs/charlm/lstm
 
 trains a 2 x 256 model (batch 64, sequence 100, Adam 2e-3, gradient norm clipped at 1,
 dropout 0.2 between layers, forget bias 0) until the budget is spent, evaluating on the
 validation text (the last 10%) every `--eval-every` steps, then writes `result.json`
 (the validation curve in nats per character against minutes, the best and final
 losses, a sample) into the run directory, which `lstmlab sample` and `lstmlab
-inspect` also read. The budget counts
-wall-clock time, evaluations included.
+inspect` also read. The budget is the trainer's `max_minutes` (`lstmlab train
+--max-minutes`): it counts wall-clock time, evaluations included.
 
 Report (curves of several runs in one PNG, and a Markdown table on stdout):
 
@@ -50,21 +51,19 @@ def train(args: argparse.Namespace) -> dict:
         lr=args.lr,
         clip=args.clip,
         steps=10**9,
+        max_minutes=args.minutes,  # the trainer stops after the step that spends it, then evaluates and saves
         seed=args.seed,
         eval_every=args.eval_every,
         log_every=args.log_every,
         stop_when_solved=False,
     )
     trainer = Trainer(config, args.out)
-    budget = args.minutes * 60.0
     print(f"{args.cell}: {trainer.summary()['parameters']} parameters, backend {trainer.model.active_backend}", flush=True)
     for record in trainer.run():
         if record["kind"] == "eval":
             print(
                 f"step {record['step']:6d}  {record['seconds'] / 60:6.2f} min  validation {record['loss']:.4f} nats", flush=True
             )
-        if trainer.seconds >= budget and config.steps > trainer.step + 1:
-            config.steps = trainer.step + 1  # one last step, then the trainer's final evaluation and checkpoint
     evals = [json.loads(line) for line in (Path(args.out) / "metrics.jsonl").read_text().splitlines() if line.strip()]
     curve = [(r["seconds"] / 60, r["loss"]) for r in evals if r.get("kind") == "eval"]
     start = time.perf_counter()

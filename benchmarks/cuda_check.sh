@@ -54,7 +54,7 @@ timeout -s INT -k 15 "$TEST_TIMEOUT" "$PYTHON" -m pytest -q -rs -p no:cacheprovi
 echo "== lstmlab bench --device cuda, limit ${BENCH_TIMEOUT}s"
 # shellcheck disable=SC2086  # BENCH_ARGS is a list of flags
 timeout -s INT -k 15 "$BENCH_TIMEOUT" "$PYTHON" -m lstmlab bench --device cuda --dtype both --repeats 5 \
-    --json "$OUT/bench-cuda.json" ${BENCH_ARGS:-} || failed+=("bench")
+    --json-out "$OUT/bench-cuda.json" ${BENCH_ARGS:-} || failed+=("bench")
 
 echo "== $(date -u +%FT%TZ) done; results in $OUT (bench-cuda.json, cuda_check.log)"
 if ((${#failed[@]})); then

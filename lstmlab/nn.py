@@ -324,11 +324,13 @@ class _Recurrent(nn.Module):
     def _compute(self, x: Tensor, lengths: Tensor | None, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
         """Run the stack on time-major x (T, B, I) from state (each (L*D, B, S)).
 
-        T = 0 returns an empty output and the initial state: zero steps change nothing.
+        T = 0 returns an empty output and a copy of the initial state: zero steps change nothing,
+        and, as for T > 0, the state returned is a new tensor, never the caller's `hx`.
         (torch raises for T = 0; a caller that streams chunks may well send an empty one.)
         """
         if x.shape[0] == 0:
-            return x.new_zeros(0, x.shape[1], self.config.num_directions * self.config.output_size), state
+            empty = x.new_zeros(0, x.shape[1], self.config.num_directions * self.config.output_size)
+            return empty, tuple(part.clone() for part in state)
         backend = backends.resolve(self.backend, self.config, x, self._owner)
         # Under autocast every backend computes in the parameters' dtype: one behaviour everywhere
         # (oneDNN's LSTM, for one, fails on the mixed dtypes autocast would hand it).

@@ -20,9 +20,14 @@ Determinism: the batch of step s is a pure function of (task options, seed, s) (
 `Trainer.resume(run_dir)` continues with bit-identical losses.
 
 Stopping: when the task's success criterion holds at an evaluation (if
-`stop_when_solved`), at `steps`, on KeyboardInterrupt (the state of the last
-finished step is saved; `interrupted` is set), or with `Diverged` when the loss or
-gradient norm stops being finite (nothing is saved: the last good checkpoint stays).
+`stop_when_solved`), at `steps`, after the step that spends the wall-clock budget
+`max_minutes` (that step is logged and evaluated as a last one), on KeyboardInterrupt
+(the state of the last finished step is saved; `interrupted` is set), or with
+`Diverged` when the loss or gradient norm stops being finite (nothing is saved: the
+last good checkpoint stays).
+
+Learning rate: `lr` shaped by `lr_schedule` and `warmup` (`lstmlab.schedule`), set
+before each update from the step alone, so a resumed run gets the same rates.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from torch import nn
 from lstmlab import __version__, _checks, tasks
 from lstmlab.errors import InvalidArgument, LstmlabError
 from lstmlab.models import SequenceModel, cell_name, detach_state, num_parameters
+from lstmlab.schedule import SCHEDULES, learning_rate
 from lstmlab.tasks.base import Batch, Task
 
 CHECKPOINT = "checkpoint.pt"
@@ -79,6 +85,9 @@ class TrainConfig:
     checkpoint_every: int = 0
     stop_when_solved: bool = True
     device: str = "cpu"
+    max_minutes: float | None = None  # wall-clock budget of the run (resumes included); None: none
+    lr_schedule: str = "constant"  # `lstmlab.schedule.SCHEDULES`
+    warmup: int = 0  # steps of linear warm-up of the learning rate
 
     def check(self) -> TrainConfig:
         """Raise an `lstmlab.errors.LstmlabError` naming the field (or the task option), the
@@ -91,6 +100,17 @@ class TrainConfig:
         for name in ("hidden", "layers", "steps", "eval_every", "log_every"):
             _checks.positive_int(owner, name, getattr(self, name))
         _checks.non_negative_int(owner, "checkpoint_every", self.checkpoint_every)
+        _checks.non_negative_int(owner, "warmup", self.warmup)
+        _checks.one_of(owner, "lr_schedule", self.lr_schedule, SCHEDULES)
+        if self.max_minutes is not None and (
+            isinstance(self.max_minutes, bool)
+            or not isinstance(self.max_minutes, (int, float))
+            or not self.max_minutes > 0
+            or not math.isfinite(self.max_minutes)
+        ):
+            got = f"got {self.max_minutes!r}"
+            raise InvalidArgument(owner, "max_minutes", f"must be a positive number of minutes (or None); {got}")
+        self.device = check_device(owner, self.device)
         _checks.non_negative_int(owner, "seed", self.seed)
         _checks.one_of(owner, "optimizer", self.optimizer, OPTIMIZERS)
         _checks.probability(owner, "dropout", self.dropout)
@@ -113,6 +133,26 @@ class TrainConfig:
         """The config from `asdict(config)` (unknown keys ignored)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def check_device(owner: str, device: Any) -> str:
+    """`device` ("cpu", "cuda", "cuda:N") as torch names it; InvalidArgument naming "device" when it
+    is not one of those or this machine has no such device."""
+    try:
+        parsed = torch.device(device) if isinstance(device, str) else None
+    except RuntimeError:
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda") or (parsed.type == "cpu" and parsed.index not in (None, 0)):
+        raise InvalidArgument(owner, "device", f"must be cpu, cuda or cuda:N; got {device!r}")
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            got = f"got {device!r}, and torch sees no CUDA device"
+            raise InvalidArgument(owner, "device", f"must be a device this machine has; {got}")
+        if parsed.index is not None and parsed.index >= count:
+            got = f"got {device!r}"
+            raise InvalidArgument(owner, "device", f"must be a device this machine has (cuda:0 to cuda:{count - 1}); {got}")
+    return str(parsed)
 
 
 def build_model(config: TrainConfig, task: Task) -> SequenceModel:
@@ -149,10 +189,20 @@ def _batch_to(batch: Batch, device: str) -> Batch:
     )
 
 
+def _creation_mode() -> int:
+    """The mode a new file gets from open(): 0o666 less the process's umask (mkstemp's 0o600 ignores it)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _write_atomic(path: Path, write: Any) -> None:
-    """Call write(file) on a temporary file beside `path`, then move it into place."""
+    """Call write(file) on a temporary file beside `path`, then move it into place (replacing
+    the entry at `path`: a symbolic link there is replaced, never followed). The file gets
+    the mode the user's umask gives new files."""
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _creation_mode())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -218,6 +268,7 @@ class Trainer:
         """The run's settings and context, as config.json holds them."""
         return {
             **asdict(self.config),
+            "task_options": {**tasks.option_defaults(self.config.task), **self.config.task_options},
             "metric": self.task.metric,
             "higher_is_better": self.task.higher_is_better,
             "baseline": self.task.baseline,
@@ -333,7 +384,7 @@ class Trainer:
             return
         model.train()
         try:
-            while self.step < config.steps:
+            while self.step < config.steps and not self.out_of_time():
                 batch = _batch_to(task.train_batch(self.step, config.seed), config.device)
                 outputs, final = model(batch.inputs, self.carry if batch.continues else None)
                 loss = task.loss(outputs, batch)
@@ -345,6 +396,8 @@ class Trainer:
                 norm = float(nn.utils.clip_grad_norm_(params, clip))
                 if not math.isfinite(norm):
                     raise self._diverged("gradient norm", norm)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = learning_rate(config.lr, config.lr_schedule, self.step, config.steps, config.warmup)
                 self._in_update = True
                 self.optimizer.step()
                 self.carry = detach_state(final)
@@ -353,9 +406,10 @@ class Trainer:
                 self._in_update = False
 
                 step = self.step
+                last = step == config.steps or self.out_of_time()  # the last step: log and evaluate it
                 yield {"kind": "step", "step": step, "loss": value, "grad_norm": norm}
                 window_loss, window_norm, window_steps = window_loss + value, window_norm + norm, window_steps + 1
-                if step % config.log_every == 0 or step == config.steps:
+                if step % config.log_every == 0 or last:
                     now = elapsed()
                     record = {
                         "kind": "train",
@@ -368,7 +422,7 @@ class Trainer:
                     window_loss, window_norm, window_steps, window_start = 0.0, 0.0, 0, now
                     self._log(record)
                     yield record
-                if step % config.eval_every == 0 or step == config.steps:
+                if step % config.eval_every == 0 or last:
                     record = {"kind": "eval", "step": step, "seconds": round(elapsed(), 3), **self.evaluate()}
                     self.last_eval = record
                     self._log(record)
@@ -379,10 +433,16 @@ class Trainer:
                         break
                 if step % checkpoint_every == 0:
                     self.save()
+                if last:
+                    break
         except KeyboardInterrupt:
             self.interrupted = True
         if self.checkpoint_step != self.step:
             self.save()  # the final state, unless an interrupt cut an update in half
+
+    def out_of_time(self) -> bool:
+        """Whether the run's wall-clock budget (`max_minutes`, resumes included) is spent."""
+        return self.config.max_minutes is not None and self.seconds >= self.config.max_minutes * 60
 
     # -- results ---------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from lstmlab.experiments import speed
 def test_bench_times_any_cell_against_nn_lstm(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "bench.json"
     args = ["bench", "--quick", "--cells", "FGR,gru", "--repeats", "1", "--eager-repeats", "1", "--no-memory"]
-    assert main([*args, "--json", str(out)]) == 0
+    assert main([*args, "--json-out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "median of 1 repeats" in printed and "fgr " in printed
     timings = json.loads(out.read_text())["timings"]
@@ -140,7 +140,7 @@ def test_cuda_bench_prints_the_table_targets_and_auto_table(
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Made-up GPU")
     monkeypatch.setattr(speed, "run_timings", lambda *args, **kwargs: iter(FAKE_RUN))
     out = tmp_path / "bench-cuda.json"
-    assert main(["bench", "--device", "cuda", "--quick", "--cells", "lstm,peephole,gru", "--json", str(out)]) == 0
+    assert main(["bench", "--device", "cuda", "--quick", "--cells", "lstm,peephole,gru", "--json-out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("Made-up GPU; torch ")
     assert "on the first 256 steps" not in printed and "eager: median of 3 over every step" in printed  # T=64 < 256

@@ -103,12 +103,14 @@ def _headless(browser: str, profile: Path, *args: str) -> subprocess.CompletedPr
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The page `lstmlab inspect` writes for a tiny two-layer LSTM trained a few steps."""
+    """The page `lstmlab inspect` writes for a tiny two-layer LSTM trained a few steps on hostile text."""
     from lstmlab.train import TrainConfig, Trainer
 
     root = tmp_path_factory.mktemp("inspect")
     corpus = root / "corpus.txt"
-    corpus.write_text(('He said "yes" (and [then] no).\nROMEO:\nA line, and "quoted (words)" here.\n' * 40), encoding="utf-8")
+    # `<!--<script>` in the text: HTML5 would let it swallow the rest of the page unless `<` is escaped in the data block
+    lines = 'He said "yes" (and [then] no).\nROMEO:\nA line, <!--<script> and "quoted (words)" here.\n'
+    corpus.write_text(lines * 40, encoding="utf-8")
     config = TrainConfig(
         task="charlm",
         task_options={"text": str(corpus), "seq_len": 20, "batch_size": 4},

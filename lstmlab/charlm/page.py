@@ -17,6 +17,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -276,6 +277,14 @@ _JS = """
 """
 
 
+def script_json(value: Any) -> str:
+    """`value` as JSON that is safe inside a <script> element: `<`, `>` and `&` are written as
+    \\u003c, \\u003e and \\u0026 (the same string to a JSON parser), so no text in it, such as
+    `<!--<script>` or `</script>`, can change how HTML5 reads the rest of the page."""
+    text = json.dumps(value)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def render(data: PageData) -> str:
     """The complete HTML page."""
     layers = []
@@ -283,7 +292,7 @@ def render(data: PageData) -> str:
         values, scale = _encode(cells)
         layers.append({"values": values, "scale": scale, "size": int(cells.shape[1])})
     start = {"layer": data.ranking[0].layer, "cell": data.ranking[0].cell} if data.ranking else {"layer": 0, "cell": 0}
-    payload = json.dumps({"passage": data.passage, "layers": layers, "start": start}).replace("</", "<\\/")
+    payload = script_json({"passage": data.passage, "layers": layers, "start": start})
 
     layer_options = "".join(f'<option value="{k}">layer {k + 1}</option>' for k in range(len(data.cells)))
     rows = []

@@ -50,14 +50,15 @@ def next_distribution(logits: Tensor, temperature: float, top_k: int = 0) -> Ten
     """Probabilities (V,) to draw the next character from, given logits (V,).
 
     Logits are divided by the temperature; with top_k > 0 all but the k largest are
-    excluded. Temperature 0 puts all the mass on the most likely character.
+    excluded. Temperature 0 puts all the mass on the most likely character, and so does a
+    temperature so small that the scaled logits overflow (e.g. 1e-310): its limit.
     """
     logits = logits.detach().float()
-    if temperature == 0:
+    scaled = logits / temperature if temperature > 0 else logits
+    if temperature == 0 or bool((torch.isinf(scaled) & torch.isfinite(logits)).any()):
         probs = torch.zeros_like(logits)
         probs[int(logits.argmax())] = 1.0
         return probs
-    scaled = logits / temperature
     if 0 < top_k < scaled.numel():
         kth = torch.topk(scaled, top_k).values[-1]
         scaled = scaled.masked_fill(scaled < kth, float("-inf"))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import sys
 from pathlib import Path
 
 
@@ -19,7 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(forward + backward) and of inference, for the fused, native and eager backends, with ratios to "
         "torch's nn.LSTM at the same size; then the peak memory of one training step at T=1000, B=32, H=256.",
     )
-    parser.add_argument("--json", metavar="FILE", default=None, help="also write the numbers to FILE as JSON")
+    parser.add_argument("--json-out", metavar="FILE", default=None, help="also write the numbers to FILE as JSON")
+    # the old spelling, kept working; `--json` prints to stdout in train, compare and demo, so it is not shown
+    parser.add_argument("--json", dest="json_out", metavar="FILE", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="two small sizes at T=50 and 3 repeats (a smoke run)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement (default: 7, quick: 3)")
     parser.add_argument("--eager-repeats", type=int, default=None, help="repeats for the slow eager backend (default: 3)")
@@ -79,20 +83,25 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not cells:
         got = ", ".join(unknown) or repr(cells_arg)
         raise InvalidArgument("bench", "--cells", f"must be among {', '.join(models.CELLS)}; got {got}")
-    repeats = args.repeats or (3 if args.quick else 7)
-    if repeats < 1:
-        raise InvalidArgument("bench", "--repeats", f"must be positive; got {repeats}")
+    repeats = args.repeats if args.repeats is not None else (3 if args.quick else 7)
+    eager_repeats = args.eager_repeats if args.eager_repeats is not None else min(repeats, 3)
+    for flag, value in (("--repeats", repeats), ("--eager-repeats", eager_repeats)):
+        if value < 1:
+            raise InvalidArgument("bench", flag, f"must be positive; got {value}")
     if args.threads is not None:
         set_threads("bench", args.threads)
     if args.device == "cuda":
         return _run_cuda(args, cuda_settings(args, cells, repeats))
     grid = speed.QUICK_GRID if args.quick else speed.GRID
+    busy = busy_warning()
+    if busy:
+        print(busy, file=sys.stderr, flush=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {repeats} repeats; ms")
     header = f"{'cell':<10} {'T':>4} {'B x H':>9}  {'backend':<8} {'train':>9} {'/nn.LSTM':>8} {'infer':>9} {'/nn.LSTM':>8}"
     print(header)
     print("-" * len(header))
     timings, yardstick = [], None
-    for t in speed.run_timings(cells, grid, repeats, args.eager_repeats or min(repeats, 3)):
+    for t in speed.run_timings(cells, grid, repeats, eager_repeats):
         timings.append(t)
         if t.backend == speed.YARDSTICK:
             yardstick = t
@@ -108,12 +117,33 @@ def run(args: argparse.Namespace) -> int:
         T, B, H = speed.MEMORY_SIZE
         memory = speed.run_memory()
         base = next(m.peak_mb for m in memory if m.backend == speed.YARDSTICK)
-        print(f"\npeak memory of one training step, T={T}, B={B}, H={H} (peephole LSTM on fused):")
+        print(
+            f"\npeak resident memory of one training step, T={T}, B={B}, H={H}, each in a fresh process, above what "
+            "model and input hold (peephole LSTM on fused; nn.LSTM):"
+        )
         for m in memory:
             print(f"  {m.backend:<8} {m.peak_mb:8.1f} MB  {m.peak_mb / base:5.2f} x nn.LSTM")
-    if args.json:
-        Path(args.json).write_text(json.dumps(speed.as_json(timings, memory), indent=1) + "\n")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(speed.as_json(timings, memory), indent=1) + "\n")
     return 0
+
+
+def busy_warning(load: float | None = None, cores: int | None = None) -> str:
+    """A warning when the machine is busy (the 1-minute load average above half its cores): other
+    work then takes the bench's cores and its times and ratios mean little; "" otherwise."""
+    from lstmlab.experiments.speed import load_average
+
+    load = load_average() if load is None else load
+    if load is None:  # no load average on this platform
+        return ""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if load <= cores / 2:
+        return ""
+    return (
+        f"lstmlab bench: warning: the machine is busy (load average {load:.1f} on {cores} cores); other work shares "
+        "the cores being timed, so times and ratios may be far off: run it on an idle machine"
+    )
 
 
 def _ratio(a: float, b: float, width: int = 7) -> str:
@@ -128,7 +158,7 @@ def cuda_settings(args: argparse.Namespace, cells: tuple[str, ...], repeats: int
 
     dtypes = list(speed.CUDA_DTYPES) if args.dtype in (None, "both") else [args.dtype]
     grid = speed.CUDA_QUICK_GRID if args.quick else speed.CUDA_GRID
-    eager_repeats = args.eager_repeats or min(repeats, 3)
+    eager_repeats = args.eager_repeats if args.eager_repeats is not None else min(repeats, 3)
     eager_steps = speed.EAGER_STEPS if args.eager_steps is None else args.eager_steps
     for flag, value in (("--eager-repeats", eager_repeats), ("--eager-steps", eager_steps)):
         if value < 1:
@@ -191,8 +221,8 @@ def _run_cuda(args: argparse.Namespace, settings: dict) -> int:
         elif t.steps < t.T:
             row += f"  ({t.steps} steps, x{t.T / t.steps:g})"
         print(row, flush=True)
-        if args.json:
-            Path(args.json).write_text(json.dumps(speed.cuda_json(timings, settings), indent=1) + "\n")
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(speed.cuda_json(timings, settings), indent=1) + "\n")
     checks = speed.cuda_targets(timings)
     missed = [what for what, met in checks if not met]
     print(f"\ntargets for triton: {len(checks) - len(missed)} of {len(checks)} met")

@@ -31,9 +31,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "to solve, final held-out metric against the memoryless baseline, solved, seconds), and write the "
         "learning curves (curves.png) and the table (results.json) to the output directory.",
     )
-    parser.add_argument("--cells", default="rnn,lstm,peephole,cifg,gru", help="comma-separated cell names")
+    parser.add_argument("--cells", default="rnn,lstm,peephole,cifg,gru", help="comma-separated cell names (default: %(default)s)")
     add_training_arguments(parser)
-    parser.add_argument("--out", default=None, help="output directory (default: runs/compare-TASK)")
+    parser.add_argument(
+        "--out", metavar="DIR", default=None, help="output directory, one run directory per cell (default: runs/compare-TASK)"
+    )
     parser.set_defaults(run=run)
 
 
@@ -61,7 +63,10 @@ def run(args: argparse.Namespace) -> int:
         comparison = Comparison(config, cells, out)
     except (ValueError, TypeError) as error:
         return fail("compare", error, {**FLAGS, "cell": "--cells"})
-    result = run_comparison(comparison, args.quiet or args.json)
+    try:
+        result = run_comparison(comparison, args.quiet or args.json, args.progress_every)
+    except (ValueError, TypeError) as error:  # a cell's model refusing its settings (e.g. --backend)
+        return fail("compare", error, {**FLAGS, "cell": "--cells"})
     if result is None:
         return 130
     if args.json:
@@ -72,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_comparison(comparison: Any, quiet: bool) -> dict[str, Any] | None:
+def run_comparison(comparison: Any, quiet: bool, every: int | None = None) -> dict[str, Any] | None:
     """Run `comparison` with progress bars, write curves.png and results.json; None if interrupted."""
     from lstmlab.experiments import plots
     from lstmlab.train import Diverged
@@ -80,7 +85,7 @@ def run_comparison(comparison: Any, quiet: bool) -> dict[str, Any] | None:
     start = time.perf_counter()
     current = None
     try:
-        for _, trainer, _ in comparison.run(lambda t: progress(t, quiet, t.config.cell)):
+        for _, trainer, _ in comparison.run(lambda t: progress(t, quiet, t.config.cell, every)):
             current = trainer
     except Diverged as error:
         print(str(error), file=sys.stderr)

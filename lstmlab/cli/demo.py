@@ -25,7 +25,14 @@ CELLS = "rnn,lstm,peephole,cifg,gru"
 # two CPU cores (the measurements are in the README, under `make demo`).
 DEFAULTS = {"seq_len": 50, "hidden": 64, "batch": 64, "lr": 1e-2, "steps": 1500, "eval_every": 50, "eval_size": 500}
 # the arguments the flags set -> the flags, so that errors name the flag (`lstmlab.cli._errors`)
-FLAGS = {"cell": "--cells", "seq_len": "--seq-len", "steps": "--steps", "seed": "--seed", "run_dir": "--out"}
+FLAGS = {
+    "cell": "--cells",
+    "seq_len": "--seq-len",
+    "steps": "--steps",
+    "seed": "--seed",
+    "device": "--device",
+    "run_dir": "--out",
+}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -42,7 +49,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, default=DEFAULTS["steps"], help="step budget per cell (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1; small matrices gain little)")
-    parser.add_argument("--out", default="runs/demo", help="output directory, replaced (default: runs/demo)")
+    parser.add_argument("--device", default="cpu", help="where to train: cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument(
+        "--out", metavar="DIR", default="runs/demo", help="output directory, its earlier demo files replaced (default: runs/demo)"
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
     parser.set_defaults(run=run)
@@ -80,6 +90,7 @@ def _run(args: argparse.Namespace) -> int:
             steps=args.steps,
             seed=args.seed,
             eval_every=DEFAULTS["eval_every"],
+            device=args.device,
         )
         out = Path(args.out)
         comparison = Comparison(config, cells, out)  # checks every cell's config
@@ -94,7 +105,10 @@ def _run(args: argparse.Namespace) -> int:
             f"forget bias 1, at most {args.steps} steps each (stop when held-out MSE < 0.01)\n",
             file=sys.stderr,
         )
-    result = run_comparison(comparison, args.quiet or args.json)
+    try:
+        result = run_comparison(comparison, args.quiet or args.json)
+    except (ValueError, TypeError) as error:
+        return fail("demo", error, FLAGS)
     if result is None:
         return 130
     flow = _gradient_picture(comparison, config, out)

@@ -12,7 +12,7 @@ FLAGS = {
     "run_dir": "RUN_DIR",
     "text": "--text",
     "chars": "--chars",
-    "analyse": "--analyse",
+    "analyse": "--analyze",
     "sample_length": "--sample-length",
     "temperature": "--temperature",
 }
@@ -27,11 +27,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory of a charlm run")
     parser.add_argument("--text", metavar="FILE", default=None, help="UTF-8 text to look at (default: the run's validation text)")
-    parser.add_argument("--out", metavar="FILE", default=None, help="where to write the page (default: RUN_DIR/report.html)")
+    parser.add_argument(
+        "--out", metavar="FILE", default=None, help="the page's file (a file, not a directory; default: RUN_DIR/report.html)"
+    )
     parser.add_argument("--chars", type=int, default=2000, help="characters of the passage to colour (default: 2000)")
     parser.add_argument(
-        "--analyse", type=int, default=10000, help="characters used to rank cells and measure saturation (default: 10000)"
+        "--analyze", type=int, default=10000, help="characters used to rank cells and measure saturation (default: 10000)"
     )
+    parser.add_argument("--analyse", dest="analyze", type=int, help=argparse.SUPPRESS)  # the earlier spelling, kept working
     parser.add_argument("--sample-length", type=int, default=500, help="characters of the sample shown (default: 500)")
     parser.add_argument("--temperature", type=float, default=0.8, help="temperature of the sample (default: 0.8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample (default: 0)")
@@ -41,14 +44,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from lstmlab.charlm.corpus import read_text
     from lstmlab.charlm.page import build, render
+    from lstmlab.train import _write_atomic
 
     out = Path(args.out) if args.out is not None else Path(args.run_dir) / "report.html"
     try:
         text = read_text(args.text) if args.text is not None else None
-        data = build(args.run_dir, text, args.chars, args.analyse, args.sample_length, args.temperature, args.seed)
+        data = build(args.run_dir, text, args.chars, args.analyze, args.sample_length, args.temperature, args.seed)
     except (ValueError, TypeError) as error:
         return fail("inspect", error, FLAGS)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(data), encoding="utf-8")
+    page = render(data).encode("utf-8")
+    _write_atomic(out, lambda f: f.write(page))  # a new file, then os.replace: a link at `out` is replaced, not followed
     print(out)
     return 0

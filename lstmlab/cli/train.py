@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from lstmlab.cli._errors import fail
-from lstmlab.cli._training import FLAGS, add_training_arguments, format_value, progress, set_threads, train_config
+from lstmlab.cli._training import (
+    FLAGS,
+    Given,
+    add_training_arguments,
+    choose_threads,
+    format_value,
+    progress,
+    set_threads,
+    train_config,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,22 +31,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "checkpoint.pt (written atomically); Ctrl-C saves and stops, --resume DIR continues bit-identically. "
         "Stops early once the task's success criterion holds.",
     )
-    parser.add_argument("--cell", default="lstm", type=str.lower, help=f"one of {', '.join(CELLS)} (default: lstm)")
+    parser.add_argument("--cell", default="lstm", type=str.lower, action=Given, help=f"one of {', '.join(CELLS)} (default: lstm)")
     add_training_arguments(parser)
-    parser.add_argument("--out", default=None, help="run directory (default: runs/TASK-CELL-sSEED)")
+    parser.add_argument(
+        "--out", metavar="DIR", default=None, help="run directory, created (a folder, not a file; default: runs/TASK-CELL-sSEED)"
+    )
     parser.add_argument("--resume", metavar="DIR", default=None, help="continue the run in DIR (up to --steps if given)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from lstmlab.errors import InvalidArgument
     from lstmlab.train import Diverged, Trainer
 
     flags = {**FLAGS, "run_dir": "--resume"} if args.resume is not None else FLAGS
     try:
+        if args.resume is not None and args.config is not None:
+            detail = f"does not apply with --resume (the run keeps its own); got {args.config!r}"
+            raise InvalidArgument("train", "--config", detail)
         if args.resume is not None:
             if args.threads is not None:
                 set_threads("train", args.threads)
             trainer = Trainer.resume(args.resume, steps=args.steps)
+            choose_threads("train", args, trainer.config)
         else:
             config = train_config("train", args, args.cell)
             out = args.out or str(Path("runs") / f"{config.task}-{config.cell}-s{config.seed}")
@@ -53,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     try:
-        for _ in progress(trainer, args.quiet, trainer.config.cell):
+        for _ in progress(trainer, args.quiet, trainer.config.cell, args.progress_every):
             pass
     except Diverged as error:
         print(str(error), file=sys.stderr)

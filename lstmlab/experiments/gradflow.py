@@ -22,12 +22,12 @@ from lstmlab.tasks.base import Batch, Task
 def gradient_by_lag(model: SequenceModel, task: Task, batch: Batch) -> tuple[list[int], list[float]]:
     """(lags, mean gradient norms) of the task's loss with respect to each step's input.
 
-    Needs float inputs (not token ids). Computed in float64 on a copy of the model,
+    Needs float inputs (not token ids). Computed in float64 on a CPU copy of the model,
     so that gradients far below float32's range still show; the model is untouched.
     """
     if task.token_inputs:
         raise InvalidArgument("gradflow", "task", f"must have float inputs; got {task.name!r}, whose inputs are token ids")
-    probe = copy.deepcopy(model).double().eval()
+    probe = copy.deepcopy(model).cpu().double().eval()
     x: Tensor = batch.inputs.double().requires_grad_(True)
     outputs, _ = probe(x)
     loss = task.loss(outputs, Batch(x, batch.targets.double(), batch.mask, batch.lengths, batch.continues, batch.extra))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import resource
 import statistics
 import subprocess
@@ -315,10 +316,19 @@ def run_memory(backends: tuple[str, ...] = ("fused", YARDSTICK), size: tuple[int
     return out
 
 
+def load_average() -> float | None:
+    """The machine's 1-minute load average (None where the platform has none): how busy it was."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def as_json(timings: list[Timing], memory: list[Memory]) -> dict:
     return {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "load_average": load_average(),  # at the end of the run
         "timings": [asdict(t) for t in timings],
         "memory": [asdict(m) for m in memory],
     }

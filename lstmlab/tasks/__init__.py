@@ -74,4 +74,22 @@ def get(name: str, **options: Any) -> Task:
     return task
 
 
-__all__ = ["Batch", "SupervisedTask", "Task", "describe", "eval_rng", "get", "names", "option_names", "task_class", "train_rng"]
+def option_defaults(name: str) -> dict[str, Any]:
+    """Task `name`'s keyword options with their default values."""
+    params = inspect.signature(task_class(name).__init__).parameters
+    return {option: params[option].default for option in option_names(name)}
+
+
+__all__ = [
+    "Batch",
+    "SupervisedTask",
+    "Task",
+    "describe",
+    "eval_rng",
+    "get",
+    "names",
+    "option_defaults",
+    "option_names",
+    "task_class",
+    "train_rng",
+]

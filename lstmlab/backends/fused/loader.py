@@ -2,15 +2,20 @@
 
 The build lives in `$LSTMLAB_CACHE`, else `$XDG_CACHE_HOME/lstmlab`, else
 `~/.cache/lstmlab`, in a folder keyed by a hash of every source and header, the
-compiler flags and the torch version, so a changed file or torch gets a fresh build
-and an unchanged one loads in a fraction of a second. One line goes to stderr while
-it compiles. A loaded extension whose interface names differ from `schema`'s is
-refused.
+compiler flags, the torch and the Python version, so a changed file or torch gets a
+fresh build and an unchanged one loads in a fraction of a second. Nothing about the
+build tools is in the key, and a library already built for the key is imported
+directly, without running ninja: which ninja is on the PATH (the system's, a venv's),
+and the build log another ninja version left, never cause a rebuild. A line goes to
+stderr whenever a build starts. A loaded extension whose interface names differ from
+`schema`'s is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.machinery
+import importlib.util
 import os
 import platform
 import sys
@@ -65,6 +70,8 @@ def cache_dir() -> Path:
 
 
 def build_key() -> str:
+    """The cache key: a hash of the sources, headers, compiler flags, torch and Python versions
+    (and of nothing about the build tools or the environment, such as the PATH)."""
     digest = hashlib.sha256()
     for path in sources() + headers():
         digest.update(path.name.encode())
@@ -79,14 +86,38 @@ def build_dir() -> Path:
     return cache_dir() / f"fused-{build_key()}"
 
 
+def built_library(directory: Path, name: str) -> Path | None:
+    """The extension library `name` built in `directory`, if there is one."""
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES + [".so", ".pyd"]:
+        path = directory / f"{name}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def import_library(name: str, path: Path) -> ModuleType:
+    """Import the extension module `name` from the library at `path` (as torch's loader does)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {name} from {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _compile() -> ModuleType:
     from torch.utils import cpp_extension
 
     directory = build_dir()
-    directory.mkdir(parents=True, exist_ok=True)
     name = f"lstmlab_fused_{build_key()}"
-    if not any(directory.glob(f"{name}*.so")) and not any(directory.glob(f"{name}*.pyd")):
-        print(f"lstmlab: compiling the fused CPU kernels (once, cached in {directory})", file=sys.stderr, flush=True)
+    library = built_library(directory, name)
+    if library is not None:
+        try:
+            return import_library(name, library)
+        except ImportError:  # e.g. a library cut short by a killed build: build it again
+            pass
+    directory.mkdir(parents=True, exist_ok=True)
+    print(f"lstmlab: compiling the fused CPU kernels (a minute or so, once; cached in {directory})", file=sys.stderr, flush=True)
     return cpp_extension.load(
         name=name,
         sources=[str(path) for path in sources()],

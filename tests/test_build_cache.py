@@ -1,0 +1,74 @@
+"""The fused kernels' build cache: the key ignores the build tools, a library already built
+for the key is imported without running the build (whichever ninja is found), and a build
+that does run always says so. No compiler runs here: the build is replaced by a stub."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from lstmlab.backends.fused import loader
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LSTMLAB_CACHE", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Calls of torch's cpp_extension.load, which returns a stub module instead of building."""
+    from torch.utils import cpp_extension
+
+    calls: list[dict] = []
+
+    def load(**kwargs: object) -> ModuleType:
+        calls.append(kwargs)
+        return ModuleType(str(kwargs["name"]))
+
+    monkeypatch.setattr(cpp_extension, "load", load)
+    return calls
+
+
+def test_key_ignores_the_path_and_the_ninja_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = loader.build_key()
+    other = tmp_path / "venv-bin"
+    other.mkdir()
+    ninja = other / "ninja"
+    ninja.write_text("#!/bin/sh\necho 1.11.1.git.kitware\n")
+    ninja.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{other}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("VIRTUAL_ENV", str(tmp_path))
+    assert loader.build_key() == key
+    monkeypatch.setenv("PATH", "")
+    assert loader.build_key() == key
+
+
+def test_a_built_library_is_imported_without_a_build(
+    cache: Path, builds: list[dict], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = f"lstmlab_fused_{loader.build_key()}"
+    library = loader.build_dir() / f"{name}.so"
+    library.parent.mkdir(parents=True)
+    library.write_bytes(b"")
+    imported: list[tuple[str, Path]] = []
+    monkeypatch.setattr(loader, "import_library", lambda n, p: imported.append((n, p)) or ModuleType(n))
+    module = loader._compile()
+    assert module.__name__ == name and imported == [(name, library)]
+    assert builds == []  # ninja never ran, so neither its version nor its log could trigger a rebuild
+    assert capsys.readouterr().err == ""
+
+
+def test_a_build_says_so_every_time_it_starts(cache: Path, builds: list[dict], capsys: pytest.CaptureFixture[str]) -> None:
+    loader._compile()
+    assert len(builds) == 1 and builds[0]["build_directory"] == str(loader.build_dir())
+    assert "compiling the fused CPU kernels" in capsys.readouterr().err
+    # a library that cannot be imported (a killed build's) is built again, and that is said too
+    (loader.build_dir() / f"lstmlab_fused_{loader.build_key()}.so").write_bytes(b"not a library")
+    loader._compile()
+    assert len(builds) == 2
+    assert "compiling the fused CPU kernels" in capsys.readouterr().err
