@@ -39,6 +39,11 @@ _PARAM_NAMES = {
     "w_gh": "weight_gh",
 }
 
+_TORCHSCRIPT = (
+    "TorchScript is not supported: export with torch.export.export (dynamic T and B), "
+    "lstmlab.export_onnx, or torch.onnx.export(..., dynamo=True, custom_translation_table=lstmlab.onnx_translation_table())"
+)
+
 _SPECS: dict[str, type] = {cls.__name__: cls for cls in (LSTMSpec, GRUSpec, RNNSpec)}
 
 
@@ -225,6 +230,11 @@ class _Recurrent(nn.Module):
         """Name of the backend that runs this module with its parameters' device and dtype."""
         return backends.resolve(self.backend, self.config, self._like(), self._owner).name
 
+    # -- TorchScript: refused, with the export paths that work ----------------------------
+
+    def __prepare_scriptable__(self) -> nn.Module:  # torch.jit.script calls it on every submodule first
+        raise Unsupported(self._owner, "", f"cannot be compiled by torch.jit.script; {_TORCHSCRIPT}")
+
     # -- pickling: the configuration travels as plain data ----------------------------
 
     def __getstate__(self) -> dict[str, Any]:
@@ -327,6 +337,8 @@ class _Recurrent(nn.Module):
         T = 0 returns an empty output and the initial state: zero steps change nothing.
         (torch raises for T = 0; a caller that streams chunks may well send an empty one.)
         """
+        if torch.jit.is_tracing():  # a trace would fix T and the backend's control flow
+            raise Unsupported(self._owner, "", f"cannot be traced by torch.jit.trace; {_TORCHSCRIPT}")
         if x.shape[0] == 0:
             return x.new_zeros(0, x.shape[1], self.config.num_directions * self.config.output_size), state
         backend = backends.resolve(self.backend, self.config, x, self._owner)
