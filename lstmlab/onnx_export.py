@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lstmlab.cells import LayerWeights, LSTMSpec
+from lstmlab.cells import LayerWeights
 from lstmlab.errors import ShapeMismatch, Unsupported, WrongType
 from lstmlab.models import SequenceModel
 from lstmlab.nn import GRU, LSTM, RNN
@@ -124,7 +124,9 @@ def _check_example(stack: LSTM | GRU | RNN, x: Any, hx: Any, token_inputs: bool)
         raise WrongType(_OWNER, "example_input", f"must be a Tensor or (Tensor, hx); got {type(x).__name__}")
     weight = stack._like()
     if weight.dtype != torch.float32:
-        raise Unsupported(_OWNER, "module_or_model", f"must have float32 parameters (ONNX Runtime's recurrent operators); got {weight.dtype}")
+        raise Unsupported(
+            _OWNER, "module_or_model", f"must have float32 parameters (ONNX Runtime's recurrent operators); got {weight.dtype}"
+        )
     rank = 2 if token_inputs else 3
     if x.dim() != rank:
         layout = "(T, B) ids" if token_inputs else ("(B, T, input_size)" if stack.batch_first else "(T, B, input_size)")

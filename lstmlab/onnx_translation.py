@@ -45,7 +45,7 @@ def onnx_translation_table() -> dict[Any, Callable[..., Any]]:
         raise Unsupported("onnx_translation_table", "", "needs onnxscript; install it with pip install onnx onnxscript") from None
     from lstmlab.backends.fused import custom_ops  # registers the op
 
-    return {custom_ops.fused_layer._opoverload: _fused_layer}
+    return {torch.ops.lstmlab.fused_layer.default: _fused_layer}
 
 
 def decode(cell: int, flags: list[int]) -> CellSpec:

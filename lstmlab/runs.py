@@ -50,7 +50,9 @@ class Run:
     run_dir: Path
     device: torch.device
 
-    def generate(self, prime: str = "", length: int = 200, temperature: float = 1.0, top_k: int = 0, seed: int | None = None) -> str:
+    def generate(
+        self, prime: str = "", length: int = 200, temperature: float = 1.0, top_k: int = 0, seed: int | None = None
+    ) -> str:
         """Text of a charlm run: `prime` followed by `length` drawn characters.
 
         The same as `lstmlab sample RUN_DIR` prints for the same arguments (`--prime`,
@@ -138,5 +140,7 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             if n == len(lines) - 1:
                 break
-            raise InvalidArgument("load", "run_dir", f"holds a metrics.jsonl whose line {n + 1} is not JSON: {line[:80]!r}") from None
+            raise InvalidArgument(
+                "load", "run_dir", f"holds a metrics.jsonl whose line {n + 1} is not JSON: {line[:80]!r}"
+            ) from None
     return records
