@@ -43,7 +43,7 @@ def onnx_translation_table() -> dict[Any, Callable[..., Any]]:
         importlib.import_module("onnxscript")
     except ImportError:
         raise Unsupported("onnx_translation_table", "", "needs onnxscript; install it with pip install onnx onnxscript") from None
-    from lstmlab.backends.fused import custom_ops  # registers the op
+    from lstmlab.backends.fused import custom_ops  # noqa: F401 - registers the op
 
     return {torch.ops.lstmlab.fused_layer.default: _fused_layer}
 

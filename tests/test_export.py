@@ -212,8 +212,8 @@ def torch_onnx_export(module: torch.nn.Module, x: torch.Tensor, path: Path) -> N
     [
         lambda: lstmlab.LSTM(4, 5, variant="peephole", backend="fused"),
         lambda: lstmlab.LSTM(4, 5, num_layers=2, bidirectional=True, variant="CIFG", backend="fused"),
-        lambda: lstmlab.GRU(4, 5, reset="before", backend="fused"),
-        lambda: lstmlab.RNN(4, 5, nonlinearity="relu", backend="fused"),
+        pytest.param(lambda: lstmlab.GRU(4, 5, reset="before", backend="fused"), marks=pytest.mark.slow),
+        pytest.param(lambda: lstmlab.RNN(4, 5, nonlinearity="relu", backend="fused"), marks=pytest.mark.slow),
     ],
     ids=["peephole", "cifg-2L-bi", "gru-before", "rnn-relu"],
 )
