@@ -8,8 +8,9 @@ ONNX's recurrent operators (opset 14+) and their conventions, against `lstmlab.c
   (lstmlab's rows are i, f, g, o, with c = g); peepholes are the input P in the order
   i, o, f; the input and output gates peek as in (L1), (L2), (L5). activations
   [f, g, h] = [Sigmoid, G, H], with NIAF's and NOAF's identity as `Affine` (alpha 1,
-  beta 0). CIFG (f = 1 - i, (L2)) is `input_forget=1`, with the forget block and its
-  peephole zero (ONNX Runtime ignores them, and other runtimes then agree).
+  beta 0). CIFG (f = 1 - i, (L2)) is `input_forget=1`: ONNX Runtime then computes
+  f = 1 - i and ignores the forget block of W, R, B and P (checked by filling them),
+  which are written as zeros.
 - `GRU`: blocks in the order z, r, h (lstmlab: r, z, n); `linear_before_reset=1` is
   (G3), torch's reset after the product, 0 is (G3'), Cho et al.'s.
 - `RNN`: one block; activations [Tanh] or [Relu].

@@ -177,6 +177,10 @@ def test_trained_run_exports_and_matches_onnxruntime(
     feed = {"input": x.numpy(), **{name: torch.zeros_like(s).numpy() for name, s in zip(("h_0", "c_0"), finals)}}
     got = session(out).run(None, feed)
     np.testing.assert_allclose(got[0], y.numpy(), atol=ATOL, rtol=0)
+    direct = lstmlab.export_onnx(run, x, tmp_path / "direct.onnx")  # a run itself, without initial-state inputs
+    got = session(direct).run(None, {"input": x.numpy()})
+    for g, want in zip(got, (y, *finals)):
+        np.testing.assert_allclose(g, want.numpy(), atol=ATOL, rtol=0)
 
 
 def test_export_command_reports_an_inexpressible_cell_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -121,3 +121,15 @@ def test_readme_example_runs(play: Path, tmp_path: Path) -> None:
     train(tmp_path / "run", "charlm", play, steps=2)
     run = lstmlab.load(tmp_path / "run")
     assert run.generate("JULIET:", length=20, seed=0).startswith("JULIET:")
+
+
+def test_metrics_leave_out_a_last_line_cut_short(play: Path, tmp_path: Path) -> None:
+    train(tmp_path / "run", "adding", play, steps=2)
+    path = tmp_path / "run" / "metrics.jsonl"
+    whole = lstmlab.load(tmp_path / "run").metrics
+    path.write_text(path.read_text() + '{"kind": "tra')  # a kill in the middle of a write
+    assert lstmlab.load(tmp_path / "run").metrics == whole
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], "not json", *lines[1:]]) + "\n")
+    with pytest.raises(ValueError, match=r"load: run_dir holds a metrics.jsonl whose line 2 is not JSON: 'not json'"):
+        lstmlab.load(tmp_path / "run")
