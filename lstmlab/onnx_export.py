@@ -78,11 +78,10 @@ def export_onnx(
     x, hx = example_input if isinstance(example_input, (tuple, list)) else (example_input, None)
     _check_example(stack, x, hx, token_inputs)
     graph = _Graph(onnx)
-    first, second = ("B", "T") if stack.batch_first else ("T", "B")
-    if dynamic:
-        dims = [first, second]
-    else:
-        dims = list(x.shape[:2])
+    # the input's leading axes: (T, B), or (B, T) with batch_first; names where dynamic
+    dims: list[Any] = (["B", "T"] if stack.batch_first else ["T", "B"]) if dynamic else list(x.shape[:2])
+    batch = dims[0] if stack.batch_first else dims[1]
+    layers = len(stack._suffixes)  # layers * directions: the states' leading axis
     if token_inputs:
         graph.input("input", onnx.TensorProto.INT64, dims)
         depth = graph.constant("depth", np.array([stack.input_size], dtype=np.int64))
@@ -96,9 +95,8 @@ def export_onnx(
     sizes = stack.config.state_sizes
     state_names = ("h_0", "c_0")[: len(sizes)]
     if hx is not None:
-        batch = dims[0] if stack.batch_first else dims[1]
         for name, size in zip(state_names, sizes):
-            graph.input(name, onnx.TensorProto.FLOAT, [len(stack._suffixes), batch, size])
+            graph.input(name, onnx.TensorProto.FLOAT, [layers, batch, size])
     y, finals = _stack(graph, stack, current, state_names if hx is not None else None)
     if readout is not None:
         weight = graph.constant("readout.weight_t", _array(readout.weight).T.copy())
@@ -109,9 +107,8 @@ def export_onnx(
         y = graph.node("Transpose", [y], perm=[1, 0, 2])
     out_size = readout.out_features if readout is not None else stack.config.num_directions * stack.config.output_size
     graph.output(graph.node("Identity", [y], name="output"), [*dims, out_size])
-    state_batch = dims[0] if stack.batch_first else dims[1]
     for name, final, size in zip(("h_n", "c_n"), finals, sizes):
-        graph.output(graph.node("Identity", [final], name=name), [len(stack._suffixes), state_batch, size])
+        graph.output(graph.node("Identity", [final], name=name), [layers, batch, size])
     proto = graph.model(f"lstmlab {type(model).__name__}")
     onnx.checker.check_model(proto)
     path = Path(path)
@@ -127,6 +124,8 @@ def _check_example(stack: LSTM | GRU | RNN, x: Any, hx: Any, token_inputs: bool)
         raise Unsupported(
             _OWNER, "module_or_model", f"must have float32 parameters (ONNX Runtime's recurrent operators); got {weight.dtype}"
         )
+    if token_inputs and x.dtype != torch.int64:
+        raise WrongType(_OWNER, "example_input", f"must hold int64 token ids (T, B) for a token model; got {x.dtype}")
     rank = 2 if token_inputs else 3
     if x.dim() != rank:
         layout = "(T, B) ids" if token_inputs else ("(B, T, input_size)" if stack.batch_first else "(T, B, input_size)")
