@@ -22,6 +22,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from lstmlab import _checks, backends
 from lstmlab.backends import StackConfig
+from lstmlab.backends.onnx_symbolic import OnnxSymbolicBackend
 from lstmlab.cells import CellSpec, GRUSpec, LayerWeights, LSTMSpec, RNNSpec, num_gates, torch_mode
 from lstmlab.cells.lstm import spec_from_flags
 from lstmlab.errors import FixedAttribute, InvalidArgument, LstmlabError, ShapeMismatch, Unsupported, WrongType
@@ -39,9 +40,11 @@ _PARAM_NAMES = {
     "w_gh": "weight_gh",
 }
 
+_ONNX_SYMBOLIC = OnnxSymbolicBackend()
+
 _TORCHSCRIPT = (
     "TorchScript is not supported: export with torch.export.export (dynamic T and B), "
-    "lstmlab.export_onnx, or torch.onnx.export(..., dynamo=True, custom_translation_table=lstmlab.onnx_translation_table())"
+    "lstmlab.export_onnx, or torch.onnx.export(..., dynamo=True)"
 )
 
 _SPECS: dict[str, type] = {cls.__name__: cls for cls in (LSTMSpec, GRUSpec, RNNSpec)}
@@ -341,7 +344,10 @@ class _Recurrent(nn.Module):
             raise Unsupported(self._owner, "", f"cannot be traced by torch.jit.trace; {_TORCHSCRIPT}")
         if x.shape[0] == 0:
             return x.new_zeros(0, x.shape[1], self.config.num_directions * self.config.output_size), state
-        backend = backends.resolve(self.backend, self.config, x, self._owner)
+        if torch.onnx.is_in_onnx_export():  # each layer as ONNX's own operator, whatever the backend
+            backend: backends.Backend = _ONNX_SYMBOLIC
+        else:
+            backend = backends.resolve(self.backend, self.config, x, self._owner)
         # Under autocast every backend computes in the parameters' dtype: one behaviour everywhere
         # (oneDNN's LSTM, for one, fails on the mixed dtypes autocast would hand it).
         with torch.autocast(x.device.type, enabled=False):

@@ -24,11 +24,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lstmlab.cells import LayerWeights
 from lstmlab.errors import ShapeMismatch, Unsupported, WrongType
 from lstmlab.models import SequenceModel
 from lstmlab.nn import GRU, LSTM, RNN
-from lstmlab.onnx_layout import OPSET, OnnxCell, onnx_cell
+from lstmlab.onnx_layout import OPSET, onnx_cell, operator_weights
 
 INSTALL = "pip install onnx onnxruntime (or pip install 'lstmlab[onnx]')"
 _OWNER = "export_onnx"
@@ -148,7 +147,9 @@ def _stack(graph: _Graph, stack: LSTM | GRU | RNN, x: str, state_names: tuple[st
     for layer in range(config.num_layers):
         ws = weights[layer * D : (layer + 1) * D]
         prefix = f"l{layer}"
-        operands = {name: graph.constant(f"{prefix}.{name}", array) for name, array in _operator_weights(cell, ws, H).items()}
+        with torch.no_grad():
+            arrays = {name: _array(t) for name, t in operator_weights(cell, ws, H).items()}
+        operands = {name: graph.constant(f"{prefix}.{name}", array) for name, array in arrays.items()}
         states = ["", ""]
         if state_names is not None:
             start = graph.constant(f"{prefix}.start", np.array([layer * D]))
@@ -171,27 +172,6 @@ def _stack(graph: _Graph, stack: LSTM | GRU | RNN, x: str, state_names: tuple[st
             finals[k].append(outputs[1 + k])
     joined = [parts[0] if len(parts) == 1 else graph.node("Concat", parts, axis=0) for parts in finals]
     return x, joined
-
-
-def _operator_weights(cell: OnnxCell, ws: list[LayerWeights], H: int) -> dict[str, np.ndarray]:
-    """W, R (and B, P where the layer has them) of one layer, directions stacked on axis 0."""
-
-    def blocks(t: Tensor | None, order: tuple[int | None, ...]) -> np.ndarray:
-        a = _array(t)
-        zero = np.zeros((H, *a.shape[1:]), dtype=np.float32)
-        return np.concatenate([zero if k is None else a[k * H : (k + 1) * H] for k in order], axis=0)
-
-    out = {
-        "W": np.stack([blocks(w.w_ih, cell.blocks) for w in ws]),
-        "R": np.stack([blocks(w.w_hh, cell.blocks) for w in ws]),
-    }
-    if ws[0].b_ih is not None:
-        out["B"] = np.stack([np.concatenate([blocks(w.b_ih, cell.blocks), blocks(w.b_hh, cell.blocks)]) for w in ws])
-    elif cell.peepholes:
-        out["B"] = np.zeros((len(ws), 2 * len(cell.blocks) * H), dtype=np.float32)  # P comes after B
-    if cell.peepholes:
-        out["P"] = np.stack([blocks(w.w_ch, cell.peepholes) for w in ws])
-    return out
 
 
 class _Graph:

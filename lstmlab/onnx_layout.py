@@ -1,6 +1,6 @@
 """Which ONNX operator computes a cell, and where its weights go: the one mapping both
 ONNX exporters use (`lstmlab.onnx_export`, the graph written directly, and
-`lstmlab.onnx_translation`, the translation of the fused op for `torch.onnx.export`).
+`lstmlab.backends.onnx_symbolic`, what the modules run under `torch.onnx.export`).
 
 ONNX's recurrent operators (opset 14+) and their conventions, against `lstmlab.cells`:
 
@@ -25,7 +25,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from lstmlab.cells import CellSpec, GRUSpec, LSTMSpec
+import torch
+from torch import Tensor
+
+from lstmlab.cells import CellSpec, GRUSpec, LayerWeights, LSTMSpec
 from lstmlab.errors import Unsupported
 
 OPSET = 17  # LSTM, GRU, RNN at version 14 (the `layout` attribute); Squeeze with axes as an input (13)
@@ -95,3 +98,24 @@ def onnx_cell(spec: CellSpec, proj_size: int = 0, owner: str = "export_onnx") ->
         activations=("Sigmoid", _ACTIVATION[spec.input_activation], _ACTIVATION[spec.output_activation]),
         attributes={"input_forget": 1 if spec.coupled else 0},
     )
+
+
+def operator_weights(cell: OnnxCell, ws: list[LayerWeights], H: int) -> dict[str, Tensor]:
+    """The operator's W, R (and B, P where the layer has them) for the directions `ws`
+    of one layer, stacked on a leading axis of len(ws): ONNX's layouts, as torch tensors."""
+
+    def blocks(t: Tensor, order: tuple[int | None, ...]) -> Tensor:
+        zero = t.new_zeros((H, *t.shape[1:]))
+        return torch.cat([zero if k is None else t[k * H : (k + 1) * H] for k in order])
+
+    out = {
+        "W": torch.stack([blocks(w.w_ih, cell.blocks) for w in ws]),
+        "R": torch.stack([blocks(w.w_hh, cell.blocks) for w in ws]),
+    }
+    if ws[0].b_ih is not None:
+        out["B"] = torch.stack([torch.cat([blocks(w.b_ih, cell.blocks), blocks(w.b_hh, cell.blocks)]) for w in ws])
+    elif cell.peepholes:  # P comes after B among the operator's inputs
+        out["B"] = ws[0].w_ih.new_zeros((len(ws), 2 * len(cell.blocks) * H))
+    if cell.peepholes:
+        out["P"] = torch.stack([blocks(w.w_ch, cell.peepholes) for w in ws])
+    return out
