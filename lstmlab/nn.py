@@ -22,6 +22,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from lstmlab import _checks, backends
 from lstmlab.backends import StackConfig
+from lstmlab.backends.onnx_symbolic import OnnxSymbolicBackend
 from lstmlab.cells import CellSpec, GRUSpec, LayerWeights, LSTMSpec, RNNSpec, num_gates, torch_mode
 from lstmlab.cells.lstm import spec_from_flags
 from lstmlab.errors import FixedAttribute, InvalidArgument, LstmlabError, ShapeMismatch, Unsupported, WrongType
@@ -38,6 +39,13 @@ _PARAM_NAMES = {
     "w_ch": "weight_ch",
     "w_gh": "weight_gh",
 }
+
+_ONNX_SYMBOLIC = OnnxSymbolicBackend()
+
+_TORCHSCRIPT = (
+    "TorchScript is not supported: export with torch.export.export (dynamic T and B), "
+    "lstmlab.export_onnx, or torch.onnx.export(..., dynamo=True)"
+)
 
 _SPECS: dict[str, type] = {cls.__name__: cls for cls in (LSTMSpec, GRUSpec, RNNSpec)}
 
@@ -225,6 +233,11 @@ class _Recurrent(nn.Module):
         """Name of the backend that runs this module with its parameters' device and dtype."""
         return backends.resolve(self.backend, self.config, self._like(), self._owner).name
 
+    # -- TorchScript: refused, with the export paths that work ----------------------------
+
+    def __prepare_scriptable__(self) -> nn.Module:  # torch.jit.script calls it on every submodule first
+        raise Unsupported(self._owner, "", f"cannot be compiled by torch.jit.script; {_TORCHSCRIPT}")
+
     # -- pickling: the configuration travels as plain data ----------------------------
 
     def __getstate__(self) -> dict[str, Any]:
@@ -328,10 +341,17 @@ class _Recurrent(nn.Module):
         and, as for T > 0, the state returned is a new tensor, never the caller's `hx`.
         (torch raises for T = 0; a caller that streams chunks may well send an empty one.)
         """
+        if torch.jit.is_tracing():  # a trace would fix T and the backend's control flow
+            raise Unsupported(self._owner, "", f"cannot be traced by torch.jit.trace; {_TORCHSCRIPT}")
         if x.shape[0] == 0:
             empty = x.new_zeros(0, x.shape[1], self.config.num_directions * self.config.output_size)
             return empty, tuple(part.clone() for part in state)
-        backend = backends.resolve(self.backend, self.config, x, self._owner)
+        # under torch.onnx.export, each layer as ONNX's own operator, whatever the backend
+        # (is_exporting first: 0.1 us, where is_in_onnx_export alone costs 3 us a call)
+        if torch.compiler.is_exporting() and torch.onnx.is_in_onnx_export():
+            backend: backends.Backend = _ONNX_SYMBOLIC
+        else:
+            backend = backends.resolve(self.backend, self.config, x, self._owner)
         # Under autocast every backend computes in the parameters' dtype: one behaviour everywhere
         # (oneDNN's LSTM, for one, fails on the mixed dtypes autocast would hand it).
         with torch.autocast(x.device.type, enabled=False):
