@@ -72,3 +72,36 @@ def test_a_build_says_so_every_time_it_starts(cache: Path, builds: list[dict], c
     loader._compile()
     assert len(builds) == 2
     assert "compiling the fused CPU kernels" in capsys.readouterr().err
+
+
+def test_a_lock_left_by_a_killed_build_is_removed(cache: Path, builds: list[dict]) -> None:
+    """torch's builder waits forever on its `lock` file; one that no live lstmlab build holds is stale."""
+    directory = loader.build_dir()
+    directory.mkdir(parents=True)
+    (directory / "lock").write_text("")  # as a build killed with Ctrl-C leaves it
+    loader._compile()
+    assert len(builds) == 1 and not (directory / "lock").exists()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the build lock uses fcntl")
+def test_builds_of_one_key_take_turns(cache: Path, builds: list[dict], capsys: pytest.CaptureFixture[str]) -> None:
+    import subprocess
+    import sys
+    import time
+
+    directory = loader.build_dir()
+    directory.mkdir(parents=True)
+    hold = (
+        "import fcntl, sys, time; h = open(sys.argv[1], 'a'); fcntl.flock(h, fcntl.LOCK_EX); "
+        "print('held', flush=True); time.sleep(1.5)"
+    )
+    lock = str(directory / "lstmlab-build.lock")
+    with subprocess.Popen([sys.executable, "-c", hold, lock], stdout=subprocess.PIPE, text=True) as holder:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        (directory / "lock").write_text("")  # the holder's torch build in progress: untouched while it holds the lock
+        start = time.monotonic()
+        with loader.build_lock(directory):
+            waited = time.monotonic() - start
+            assert not (directory / "lock").exists()  # removed only once the holder had gone
+    assert waited > 0.5
+    assert "waiting for another process building the fused CPU kernels" in capsys.readouterr().err

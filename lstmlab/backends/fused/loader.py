@@ -7,18 +7,21 @@ fresh build and an unchanged one loads in a fraction of a second. Nothing about 
 build tools is in the key, and a library already built for the key is imported
 directly, without running ninja: which ninja is on the PATH (the system's, a venv's),
 and the build log another ninja version left, never cause a rebuild. A line goes to
-stderr whenever a build starts. A loaded extension whose interface names differ from
+stderr whenever a build starts. Builds of one key take turns (`build_lock`), and a build
+killed half-way blocks none after it. A loaded extension whose interface names differ from
 `schema`'s is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.machinery
 import importlib.util
 import os
 import platform
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -105,26 +108,64 @@ def import_library(name: str, path: Path) -> ModuleType:
     return module
 
 
+def _import_built(directory: Path, name: str) -> ModuleType | None:
+    library = built_library(directory, name)
+    if library is None:
+        return None
+    try:
+        return import_library(name, library)
+    except ImportError:  # e.g. a library cut short by a killed build: build it again
+        return None
+
+
+@contextlib.contextmanager
+def build_lock(directory: Path) -> Iterator[None]:
+    """Hold the build folder's lock: one lstmlab build of a key at a time, across processes.
+
+    The operating system releases it when its holder dies, so a killed build never leaves
+    it stuck. While it is held no other lstmlab process builds here, so the `lock` file of
+    torch's own builder found then was left by a killed build, and is removed (torch's
+    builder would otherwise wait for it forever). Without fcntl (Windows), torch's alone.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(directory / "lstmlab-build.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"lstmlab: waiting for another process building the fused CPU kernels in {directory}", file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            (directory / "lock").unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _compile() -> ModuleType:
     from torch.utils import cpp_extension
 
     directory = build_dir()
     name = f"lstmlab_fused_{build_key()}"
-    library = built_library(directory, name)
-    if library is not None:
-        try:
-            return import_library(name, library)
-        except ImportError:  # e.g. a library cut short by a killed build: build it again
-            pass
+    module = _import_built(directory, name)
+    if module is not None:
+        return module
     directory.mkdir(parents=True, exist_ok=True)
-    print(f"lstmlab: compiling the fused CPU kernels (a minute or so, once; cached in {directory})", file=sys.stderr, flush=True)
-    return cpp_extension.load(
-        name=name,
-        sources=[str(path) for path in sources()],
-        extra_cflags=cflags(),
-        extra_include_paths=[str(CSRC)],
-        build_directory=str(directory),
-    )
+    with build_lock(directory):
+        module = _import_built(directory, name)  # built by the process this one waited for
+        if module is not None:
+            return module
+        print(f"lstmlab: compiling the fused CPU kernels (a minute or so, once; cached in {directory})", file=sys.stderr)
+        return cpp_extension.load(
+            name=name,
+            sources=[str(path) for path in sources()],
+            extra_cflags=cflags(),
+            extra_include_paths=[str(CSRC)],
+            build_directory=str(directory),
+        )
 
 
 def load() -> ModuleType:
