@@ -44,6 +44,7 @@ def test_bench_modules_run_on_the_backend_asked_for() -> None:
         (["--cells", "lstm,xyz"], "--cells must be among rnn, rnn-relu, lstm, .*; got xyz"),
         (["--cells", ","], "--cells must be among .*; got ','"),
         (["--repeats", "-1"], "--repeats must be positive; got -1"),
+        (["--ort-only", "--no-ort"], "--ort-only and --no-ort exclude each other; got both"),
     ],
 )
 def test_bench_refuses_bad_arguments(args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:

@@ -97,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         set_threads("bench", args.threads)
     if args.device == "cuda":
+        if args.ort_only:
+            raise InvalidArgument("bench", "--ort-only", "applies to the CPU bench only; got --device cuda")
         return _run_cuda(args, cuda_settings(args, cells, repeats))
     grid = speed.QUICK_GRID if args.quick else speed.GRID
     if args.ort_only and args.no_ort:
