@@ -44,6 +44,7 @@ def test_bench_modules_run_on_the_backend_asked_for() -> None:
         (["--cells", "lstm,xyz"], "--cells must be among rnn, rnn-relu, lstm, .*; got xyz"),
         (["--cells", ","], "--cells must be among .*; got ','"),
         (["--repeats", "-1"], "--repeats must be positive; got -1"),
+        (["--ort-only", "--no-ort"], "--ort-only and --no-ort exclude each other; got both"),
     ],
 )
 def test_bench_refuses_bad_arguments(args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
@@ -155,3 +156,60 @@ def test_cuda_bench_prints_the_table_targets_and_auto_table(
     assert data["gpu"] == "Made-up GPU" and data["dtypes"] == ["float32", "bfloat16"] and data["grid"] == [[64, 16, 256]]
     assert len(data["timings"]) == len(FAKE_RUN) and data["timings"][8]["train_ms"] is None
     assert speed.cuda_auto_table(data["timings"]) == {"lstm": {256: (1.2, 1.5)}, "peephole": {256: (0.1, 0.05)}}
+
+
+# -- the comparison with ONNX Runtime ------------------------------------------------
+
+
+def _onnxruntime() -> None:
+    pytest.importorskip("onnx", reason="the ORT comparison needs onnx: pip install onnx onnxruntime")
+    pytest.importorskip("onnxruntime", reason="the ORT comparison needs onnxruntime: pip install onnx onnxruntime")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "peephole", "cifg"])
+def test_ort_yardstick_computes_the_same_layer(cell: str) -> None:
+    """ORT's LSTM node built from a module (gate order, peepholes, input_forget) gives the
+    module's output, with random non-zero peepholes; so the timing compares like with like."""
+    _onnxruntime()
+    from lstmlab.experiments import ort
+
+    torch.manual_seed(0)
+    module = speed.make_module(cell, 5, "eager")
+    with torch.no_grad():
+        for p in module.parameters():
+            p.uniform_(-0.8, 0.8)
+    x = torch.randn(6, 3, 5)
+    with torch.no_grad():
+        want, _ = module(x)
+    got = torch.from_numpy(ort.run(ort.session(module, threads=1), x.numpy()))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_ort_yardstick_refuses_what_the_operator_cannot_compute() -> None:
+    _onnxruntime()
+    from lstmlab.errors import Unsupported
+    from lstmlab.experiments import ort
+
+    for cell in ("gru", "fgr", "nig", "noaf"):
+        with pytest.raises(Unsupported, match="ort: module must be"):
+            ort.lstm_node_inputs(speed.make_module(cell, 4, "eager"))
+    assert speed.ort_cells(("gru", "fgr", "peephole", "nig", "cifg")) == ("peephole", "cifg")
+
+
+def test_bench_compares_inference_with_ort(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _onnxruntime()
+    monkeypatch.setattr(speed, "QUICK_GRID", ((3, 2, 8), (3, 2, 16)))  # tiny: this checks the plumbing, not speed
+    timing = speed.time_ort_point("cifg", 3, 2, 8, repeats=1)
+    assert (timing.cell, timing.T, timing.B, timing.H) == ("cifg", 3, 2, 8)
+    assert timing.fused_ms > 0 and timing.ort_ms > 0
+    out = tmp_path / "bench.json"
+    args = ["bench", "--quick", "--cells", "peephole", "--repeats", "1", "--eager-repeats", "1", "--no-memory"]
+    assert main([*args, "--json", str(out)]) == 0
+    assert "against ONNX Runtime" in capsys.readouterr().out
+    record = json.loads(out.read_text())
+    assert record["onnxruntime"]
+    assert {(t["cell"], t["H"]) for t in record["ort"]} == {("peephole", H) for _, _, H in speed.QUICK_GRID}
+    assert main([*args, "--no-ort"]) == 0
+    assert "ONNX Runtime" not in capsys.readouterr().out

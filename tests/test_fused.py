@@ -177,8 +177,59 @@ def test_inference_saves_nothing() -> None:
         assert [t is not None for t in saved] == [False, save, save, False, False, False]
         assert all(t.numel() == 0 for t in custom_ops.fused_layer(*args)[3:]) == (not save)
     y, _ = fused(x, state)
-    torch.testing.assert_close(y_nograd, y, rtol=0, atol=0)
+    torch.testing.assert_close(y_nograd, y, rtol=1e-12, atol=1e-12)  # the LSTM's inference has its own path
     assert y.requires_grad and not y_nograd.requires_grad
+
+
+@pytest.fixture
+def two_threads() -> object:
+    """Two torch threads, so that the LSTM's inference splits the units across threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", CASES)
+def test_inference_equals_training_forward(case: str, dtype: torch.dtype, two_threads: object) -> None:
+    """The no-grad forward (for the LSTM its own path: units split across threads, weights
+    packed, one pass per row storing h and c only) against the forward that saves for
+    backward, with and without padding. 64 x 136 is large enough for the split, and 136
+    units make slices of 80 and 56: one that is not a multiple of the vector width."""
+    family, flags = CASES[case]
+    torch.manual_seed(0)
+    size = 136
+    module = getattr(lstmlab, family)(size, size, backend="fused", dtype=dtype, **flags)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.uniform_(-0.2, 0.2)
+    x = torch.randn(4, 64, size, dtype=dtype)
+    state = tuple(torch.randn(1, 64, n, dtype=dtype) * 0.5 for n in module.config.state_sizes)
+    lengths = torch.randint(1, 5, (64,))
+    state = state if len(state) > 1 else state[0]
+    for padded in (False, True):
+        inp = pack_padded_sequence(x, lengths, enforce_sorted=False) if padded else x
+        with torch.no_grad():
+            inferred = module(inp, state)
+        trained = module(inp, state)  # the parameters require grad: this forward saves for backward
+        for a, b in zip(torch.utils._pytree.tree_leaves(inferred), torch.utils._pytree.tree_leaves(trained), strict=True):
+            assert b.requires_grad or not a.is_floating_point()
+            torch.testing.assert_close(a, b.detach())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_inference_equals_torch_lstm(dtype: torch.dtype, two_threads: object) -> None:
+    """The standard cell's no-grad forward on the fused backend against torch's nn.LSTM."""
+    torch.manual_seed(0)
+    ours = lstmlab.LSTM(136, 136, backend="fused", dtype=dtype)
+    theirs = torch.nn.LSTM(136, 136, dtype=dtype)
+    theirs.load_state_dict(ours.state_dict())
+    x, h0, c0 = (torch.randn(shape, dtype=dtype) for shape in ((4, 64, 136), (1, 64, 136), (1, 64, 136)))
+    with torch.no_grad():
+        got, want = ours(x, (h0, c0)), theirs(x, (h0, c0))
+    for a, b in zip(torch.utils._pytree.tree_leaves(got), torch.utils._pytree.tree_leaves(want), strict=True):
+        torch.testing.assert_close(a, b)
 
 
 class _Stack(torch.nn.Module):
@@ -304,6 +355,7 @@ def test_build_key_covers_every_source_and_header(tmp_path: Path, monkeypatch: p
         "checks.cpp",
         "gru.cpp",
         "lstm.cpp",
+        "lstm_inference.cpp",
         "products.cpp",
         "rnn.cpp",
     ]

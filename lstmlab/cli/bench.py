@@ -19,7 +19,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="time the backends against torch's nn.LSTM and measure training memory",
         description="For each cell and size (T, B, H; input size H): median milliseconds of a training step "
         "(forward + backward) and of inference, for the fused, native and eager backends, with ratios to "
-        "torch's nn.LSTM at the same size; then the peak memory of one training step at T=1000, B=32, H=256.",
+        "torch's nn.LSTM at the same size; then the peak memory of one training step at T=1000, B=32, H=256; then, "
+        "when onnx and onnxruntime are installed, the inference of the LSTM, peephole and CIFG cells on the fused backend "
+        "against ONNX Runtime's LSTM operator (peepholes as its P input, CIFG as input_forget=1) on as many threads.",
     )
     parser.add_argument("--json-out", metavar="FILE", default=None, help="also write the numbers to FILE as JSON")
     # the old spelling, kept working; `--json` prints to stdout in train, compare and demo, so it is not shown
@@ -34,6 +36,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         f"with --device cuda: {','.join(CUDA_CELLS)})",
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    parser.add_argument(
+        "--ort-only",
+        action="store_true",
+        help="only the comparison with ONNX Runtime (no backend table, no memory)",
+    )
+    parser.add_argument(
+        "--no-ort",
+        action="store_true",
+        help="skip the inference comparison with ONNX Runtime's LSTM operator (run when onnx and onnxruntime are installed)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own setting)")
     parser.add_argument(
         "--device",
@@ -91,11 +103,21 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         set_threads("bench", args.threads)
     if args.device == "cuda":
+        if args.ort_only:
+            raise InvalidArgument("bench", "--ort-only", "applies to the CPU bench only; got --device cuda")
         return _run_cuda(args, cuda_settings(args, cells, repeats))
     grid = speed.QUICK_GRID if args.quick else speed.GRID
     busy = busy_warning()
     if busy:
         print(busy, file=sys.stderr, flush=True)
+    if args.ort_only and args.no_ort:
+        raise InvalidArgument("bench", "--ort-only", "and --no-ort exclude each other; got both")
+    if args.ort_only:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+        ort_timings = _run_ort(cells, grid, repeats)
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(speed.as_json([], [], ort_timings), indent=1) + "\n")
+        return 0
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {repeats} repeats; ms")
     header = f"{'cell':<10} {'T':>4} {'B x H':>9}  {'backend':<8} {'train':>9} {'/nn.LSTM':>8} {'infer':>9} {'/nn.LSTM':>8}"
     print(header)
@@ -123,9 +145,42 @@ def run(args: argparse.Namespace) -> int:
         )
         for m in memory:
             print(f"  {m.backend:<8} {m.peak_mb:8.1f} MB  {m.peak_mb / base:5.2f} x nn.LSTM")
+    ort_timings = None if args.no_ort else _run_ort(cells, grid, repeats)
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(speed.as_json(timings, memory), indent=1) + "\n")
+        Path(args.json_out).write_text(json.dumps(speed.as_json(timings, memory, ort_timings), indent=1) + "\n")
     return 0
+
+
+def _run_ort(cells: tuple[str, ...], grid: tuple[tuple[int, int, int], ...], repeats: int) -> list | None:
+    """The fused backend's inference against ONNX Runtime's LSTM operator, printed as rows
+    arrive; None (and a line saying why) when onnxruntime is missing or no cell applies."""
+    import torch
+
+    from lstmlab.experiments import ort, speed
+
+    missing = ort.available()
+    chosen = speed.ort_cells(cells)
+    if missing is not None or not chosen:
+        why = missing or f"none of {', '.join(cells)} is a cell ONNX's LSTM operator computes ({', '.join(speed.ORT_CELLS)})"
+        print(f"\nno comparison with ONNX Runtime: {why}")
+        return None
+    import onnxruntime
+
+    print(
+        f"\ninference against ONNX Runtime {onnxruntime.__version__}'s LSTM operator ({torch.get_num_threads()} intra-op "
+        f"threads, not spinning; peepholes as P, CIFG as input_forget=1); median of {repeats}, interleaved; ms"
+    )
+    header = f"{'cell':<10} {'T':>4} {'B x H':>9}  {'fused':>9} {'ORT':>9} {'/ORT':>6}"
+    print(header)
+    print("-" * len(header))
+    out = []
+    for t in speed.run_ort(chosen, grid, repeats):
+        out.append(t)
+        print(
+            f"{t.cell:<10} {t.T:>4} {f'{t.B}x{t.H}':>9}  {t.fused_ms:>9.2f} {t.ort_ms:>9.2f} {t.fused_ms / t.ort_ms:>6.2f}",
+            flush=True,
+        )
+    return out
 
 
 def busy_warning(load: float | None = None, cores: int | None = None) -> str:

@@ -17,6 +17,11 @@ small kernels, may be timed on the first steps of the sequence only, its times s
 to the whole (`eager_steps`; the record says how many steps ran). `cuda_auto_table`
 turns the records into `lstmlab.backends.TRITON_OVER_BEST_CUDA`.
 
+Against ONNX Runtime (`run_ort`, when onnx and onnxruntime are installed): the
+inference time of the fused backend and of ORT's `LSTM` operator computing the same
+layer (`lstmlab.experiments.ort`: peepholes as its `P` input, CIFG as `input_forget=1`),
+in one process, interleaved, ORT on torch's number of threads without spinning.
+
 Pure measurement: returns records; printing and files are the CLI's business.
 """
 
@@ -37,6 +42,7 @@ import torch
 
 from lstmlab import models
 from lstmlab.cells import GRUSpec, LSTMSpec, torch_mode
+from lstmlab.errors import LstmlabError
 
 CELLS = ("rnn", "lstm", "peephole", "cifg", "gru")  # the default selection
 GRID = ((100, 16, 64), (100, 32, 128), (100, 64, 256), (100, 128, 512))
@@ -79,6 +85,18 @@ class CudaTiming(Timing):
     steps: int  # steps run; times are scaled by T / steps when fewer than T
     peak_mb: float  # peak CUDA memory of one training step (of `steps` steps) above model and input; NaN: not measured
     error: str | None = None
+
+
+@dataclass
+class OrtTiming:
+    """Median inference ms of one LSTM layer on the fused backend and in onnxruntime."""
+
+    cell: str
+    T: int
+    B: int
+    H: int
+    fused_ms: float
+    ort_ms: float
 
 
 @dataclass
@@ -167,6 +185,57 @@ def time_point(cell: str, T: int, B: int, H: int, repeats: int, names: tuple[str
         infer()
     medians = _medians(steps, repeats)
     return [Timing(cell, T, B, H, name, *medians[name]) for name in names]
+
+
+ORT_CELLS = ("lstm", "peephole", "cifg")  # the cells ONNX's LSTM operator computes, of the default selection
+
+
+def ort_cells(cells: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of `cells` that one ONNX `LSTM` node computes (every gate, CIFG allowed, tanh)."""
+    from lstmlab.experiments import ort
+
+    out = []
+    for cell in cells:
+        try:
+            ort.lstm_node_inputs(models.build_recurrent(cell, 1, 1, backend="eager"))
+        except LstmlabError:
+            continue
+        out.append(cell)
+    return tuple(out)
+
+
+def time_ort_point(cell: str, T: int, B: int, H: int, repeats: int, seed: int = 0) -> OrtTiming:
+    """Median inference ms of `cell` (input and hidden size H) on the fused backend and in
+    onnxruntime's `LSTM` operator with the same weights, the repeats interleaved."""
+    from lstmlab.experiments import ort
+
+    torch.manual_seed(seed)
+    x = torch.randn(T, B, H)
+    x_np = x.numpy()
+    module = make_module(cell, H, "fused")
+    session = ort.session(module)
+
+    def fused() -> None:
+        with torch.no_grad():
+            module(x)
+
+    runs = {"fused": fused, "ort": lambda: ort.run(session, x_np)}
+    for run in runs.values():  # warm up: first-call costs, the extension, ORT's allocator
+        run()
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            samples[name].append(_time(run))
+    return OrtTiming(cell, T, B, H, statistics.median(samples["fused"]), statistics.median(samples["ort"]))
+
+
+def run_ort(
+    cells: tuple[str, ...] = ORT_CELLS, grid: tuple[tuple[int, int, int], ...] = GRID, repeats: int = 5
+) -> Iterator[OrtTiming]:
+    """`time_ort_point` for every cell of `cells` ONNX's LSTM computes, at every grid point."""
+    for T, B, H in grid:
+        for cell in ort_cells(cells):
+            yield time_ort_point(cell, T, B, H, repeats)
 
 
 def _cuda_peak_mb(module: torch.nn.Module, train: Callable[[], None]) -> float:
@@ -324,14 +393,20 @@ def load_average() -> float | None:
         return None
 
 
-def as_json(timings: list[Timing], memory: list[Memory]) -> dict:
-    return {
+def as_json(timings: list[Timing], memory: list[Memory], ort: list[OrtTiming] | None = None) -> dict:
+    out = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "load_average": load_average(),  # at the end of the run
         "timings": [asdict(t) for t in timings],
         "memory": [asdict(m) for m in memory],
     }
+    if ort is not None:
+        import onnxruntime
+
+        out["onnxruntime"] = onnxruntime.__version__
+        out["ort"] = [asdict(t) for t in ort]
+    return out
 
 
 def cuda_json(timings: list[CudaTiming], settings: dict) -> dict:

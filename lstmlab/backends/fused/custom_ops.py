@@ -111,8 +111,29 @@ def _fused_layer_backward_fake(*inputs: Any) -> tuple[Tensor, ...]:
 
 
 def layer(args: ForwardInputs) -> ForwardResult:
-    """`lstmlab::fused_layer` with named arguments and results."""
-    return _named(ForwardResult, fused_layer(*args), forward_shapes(args))
+    """`lstmlab::fused_layer` with named arguments and results.
+
+    Inference (nothing saved) on plain tensors, outside tracing and torch's function and
+    dispatch modes, calls the kernel straight, past the op's dispatch: the same kernel
+    with the same arguments, less Python per call."""
+    out = _kernel(args) if _straight_to_kernel(args) else fused_layer(*args)
+    return _named(ForwardResult, out, forward_shapes(args))
+
+
+def _kernel(args: ForwardInputs) -> tuple[Tensor, ...]:
+    return tuple(loader.load().forward(*args))
+
+
+def _straight_to_kernel(args: ForwardInputs) -> bool:
+    """Whether `layer` may skip the op's dispatch: nothing is saved, so the op's autograd
+    has nothing to record, and nobody (torch.compile, export, a mode) watches for the op."""
+    return (
+        not args.save
+        and type(args.x) is Tensor
+        and not torch.compiler.is_compiling()
+        and torch._C._len_torch_dispatch_stack() == 0
+        and not torch._C._is_torch_function_mode_enabled()
+    )
 
 
 def layer_backward(args: BackwardInputs) -> BackwardResult:

@@ -17,6 +17,11 @@ namespace lstmlab {
 ForwardResult lstm_forward(const LSTMFlags& flags, const ForwardInputs& in);
 BackwardResult lstm_backward(const LSTMFlags& flags, const BackwardInputs& in);
 
+// Inference (nothing saved) of the LSTM without FGR and projection: its own path
+// (lstm_inference.cpp), the same results to rounding. Whether it runs `in`.
+bool lstm_inference_runs(const LSTMFlags& flags, const ForwardInputs& in);
+ForwardResult lstm_inference(const LSTMFlags& flags, const ForwardInputs& in);
+
 ForwardResult gru_forward(const GRUFlags& flags, const ForwardInputs& in);
 BackwardResult gru_backward(const GRUFlags& flags, const BackwardInputs& in);
 

@@ -361,6 +361,7 @@ BackwardResult backward(const LSTMFlags& F, const BackwardInputs& in) {
 }  // namespace
 
 ForwardResult lstm_forward(const LSTMFlags& flags, const ForwardInputs& in) {
+  if (lstm_inference_runs(flags, in)) return lstm_inference(flags, in);
   return AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "lstmlab_lstm_forward",
                                     [&] { return forward<scalar_t>(flags, in); });
 }

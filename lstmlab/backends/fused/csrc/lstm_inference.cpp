@@ -1,0 +1,212 @@
+// The LSTM's forward when nothing is saved for backward (inference), for every
+// variant but full gate recurrence and the projection (lstm.cpp runs those).
+//
+// What it does that the forward of lstm.cpp does not:
+// - The hidden units are split into one slice per thread, and the weight rows of each
+//   slice's gates (i, f, g, o of units j0..j1) are gathered into one block, once per
+//   call; each thread then computes its slice's recurrent product and, while that is
+//   in cache, the slice's pointwise pass: one parallel region per step instead of a
+//   threaded product followed by a threaded pass. Small sizes run on one thread.
+// - Each slice's weights are packed once per call for MKL's packed GEMM (float), not
+//   at every step's product.
+// - The pointwise pass is one loop over the units computing the whole cell (L1-L6);
+//   it stores h' and c' only: the gate activations that only backward reads are not
+//   written back.
+
+#include <ATen/Parallel.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+
+#include <cstring>
+#include <vector>
+
+#include "activations.h"
+#include "cells.h"
+#include "gemm.h"
+#include "products.h"
+
+namespace lstmlab {
+namespace {
+
+// Multiply-adds of a step's recurrent product below which one thread does the step:
+// as for gemm.h's kSerialGemmBelow, waking threads costs more than they save.
+constexpr int64_t kOneThreadBelow = int64_t(1) << 20;
+
+// Units per slice are a multiple of this (one AVX-512 register of floats), so that
+// every slice's loop vectorizes from an aligned start.
+constexpr int64_t kUnitAlign = 16;
+
+// The hidden units' split into slices: slice s holds units [start[s], start[s + 1]).
+std::vector<int64_t> slices(int64_t B, int64_t GH, int64_t P, int64_t H) {
+  int64_t n = B * GH * P < kOneThreadBelow ? 1 : at::get_num_threads();
+  n = std::max<int64_t>(1, std::min<int64_t>(n, H / kUnitAlign));
+  const int64_t per = (H / n + kUnitAlign - 1) / kUnitAlign * kUnitAlign;
+  std::vector<int64_t> start(1, 0);
+  for (int64_t s = 0; s < n; ++s) start.push_back(s == n - 1 ? H : std::min(H, start.back() + per));
+  return start;
+}
+
+// The gate rows (or bias entries) of `w` (G*H, ...) reordered slice by slice: for each
+// slice, its units' rows of gate block 0, then of block 1, ... (G blocks).
+Tensor by_slices(const Tensor& w, int64_t G, int64_t H, const std::vector<int64_t>& start) {
+  if (start.size() == 2) return w;  // one slice: the order it has
+  std::vector<Tensor> parts;
+  for (size_t s = 0; s + 1 < start.size(); ++s)
+    for (int64_t g = 0; g < G; ++g) parts.push_back(w.narrow(0, g * H + start[s], start[s + 1] - start[s]));
+  return at::cat(parts).contiguous();
+}
+
+// Where a slice's gates are in its block of a step's pre-activations (-1: absent).
+struct GateOffsets {
+  int64_t i, f, g, o;
+};
+
+// The whole cell for one row over `n` units: z the slice's pre-activations (W x + U h + b,
+// gate blocks of n units), c the previous cell state; writes c2 = c' and h2 = h'.
+// Peepholes p_* point to zeros where absent. kCoupled: f = 1 - i (CIFG). Every gate
+// present (CIFG's f excepted), G = H = tanh. No two pointers alias (without
+// saying so the loop has too many pointers for the compiler to vectorize it).
+template <typename S, bool kCoupled>
+inline void standard_row(int64_t n, const S* __restrict z, const GateOffsets& off, const S* __restrict p_i,
+                         const S* __restrict p_f, const S* __restrict p_o, const S* __restrict c, S* __restrict c2,
+                         S* __restrict h2) {
+  const S* zi = z + off.i * n;
+  const S* zf = kCoupled ? zi : z + off.f * n;
+  const S* zg = z + off.g * n;
+  const S* zo = z + off.o * n;
+  for (int64_t j = 0; j < n; ++j) {
+    const S cj = c[j];
+    const S i = sigmoid_<S>(zi[j] + p_i[j] * cj);  // (L1)
+    const S f = kCoupled ? S(1) - i : sigmoid_<S>(zf[j] + p_f[j] * cj);  // (L2)
+    const S g = tanh_(zg[j]);  // (L3)
+    const S cn = f * cj + i * g;  // (L4)
+    const S o = sigmoid_<S>(zo[j] + p_o[j] * cn);  // (L5)
+    c2[j] = cn;
+    h2[j] = o * tanh_(cn);  // (L6)
+  }
+}
+
+// The same for any gates and activations (NIG, NFG, NOG, NIAF, NOAF): absent gates
+// read as ones. `tmp` holds 2 * n values.
+template <typename S>
+inline void general_row(const LSTMFlags& F, int64_t n, const S* z, const GateOffsets& off, const S* p_i, const S* p_f,
+                        const S* p_o, const S* c, S* c2, S* h2, S* tmp) {
+  S* i = tmp;
+  S* f = tmp + n;
+  if (off.i >= 0)
+    for (int64_t j = 0; j < n; ++j) i[j] = sigmoid_<S>(z[off.i * n + j] + p_i[j] * c[j]);  // (L1)
+  else
+    for (int64_t j = 0; j < n; ++j) i[j] = S(1);
+  if (off.f >= 0)
+    for (int64_t j = 0; j < n; ++j) f[j] = sigmoid_<S>(z[off.f * n + j] + p_f[j] * c[j]);  // (L2)
+  else if (F.coupled)
+    for (int64_t j = 0; j < n; ++j) f[j] = S(1) - i[j];  // (L2) CIFG
+  else
+    for (int64_t j = 0; j < n; ++j) f[j] = S(1);
+  const S* zg = z + off.g * n;
+  if (F.tanh_g)
+    for (int64_t j = 0; j < n; ++j) c2[j] = f[j] * c[j] + i[j] * tanh_(zg[j]);  // (L3) (L4)
+  else
+    for (int64_t j = 0; j < n; ++j) c2[j] = f[j] * c[j] + i[j] * zg[j];  // (L3) NIAF, (L4)
+  if (F.tanh_h)
+    for (int64_t j = 0; j < n; ++j) h2[j] = tanh_(c2[j]);
+  else
+    std::memcpy(h2, c2, n * sizeof(S));
+  if (off.o >= 0)
+    for (int64_t j = 0; j < n; ++j) h2[j] *= sigmoid_<S>(z[off.o * n + j] + p_o[j] * c2[j]);  // (L5) (L6)
+}
+
+template <typename S>
+ForwardResult infer(const LSTMFlags& F, const ForwardInputs& in) {
+  const int64_t T = in.x.size(0), B = in.x.size(1), H = in.c0.size(1), GH = in.w_ih.size(0), G = F.G();
+  const Lengths& len = in.len;
+  auto opts = in.x.options();
+  const std::vector<int64_t> start = slices(B, GH, H, H);
+  const int64_t n_slices = (int64_t)start.size() - 1;
+  // the weights and biases slice by slice: the input projection comes out in that order too
+  Tensor w_ih = by_slices(in.w_ih, G, H, start), w_hh = by_slices(in.w_hh, G, H, start);
+  Tensor bias = summed_bias(in.b_ih, in.b_hh);
+  if (bias.defined()) bias = by_slices(bias, G, H, start);
+  Tensor gates = input_projection(in.x, w_ih, bias);  // (T, B, GH), slice by slice
+  std::vector<PackedWeights<S>> packed;
+  packed.reserve(n_slices);
+  for (int64_t s = 0; s < n_slices; ++s)
+    packed.emplace_back(B, G * (start[s + 1] - start[s]), H, w_hh.data_ptr<S>() + G * start[s] * H);
+  Tensor y = at::empty({T, B, H}, opts);
+  Tensor hs = len.given ? at::empty({T, B, H}, opts) : y;  // the state sequence; y is zero where padded
+  Tensor cs = at::empty({2, B, H}, opts);
+  Tensor zeros = at::zeros({H}, opts);
+  Tensor scratch = at::empty({n_slices, 2 * H}, opts);  // general_row's i and f, per slice
+  const bool standard = F.gate_i >= 0 && F.gate_o >= 0 && (F.gate_f >= 0 || F.coupled) && F.tanh_g && F.tanh_h;
+  const GateOffsets off{F.gate_i, F.gate_f, F.gate_g, F.gate_o};
+  S* Gp = gates.data_ptr<S>();
+  S* hsp = hs.data_ptr<S>();
+  S* yp = y.data_ptr<S>();
+  S* csp = cs.data_ptr<S>();
+  S* tmp = scratch.data_ptr<S>();
+  const S* zero = zeros.data_ptr<S>();
+  const S* pch = data_or_null<S>(in.w_ch);
+  const S* p_i = F.peephole_i >= 0 ? pch + F.peephole_i * H : zero;
+  const S* p_f = F.peephole_f >= 0 ? pch + F.peephole_f * H : zero;
+  const S* p_o = F.peephole_o >= 0 ? pch + F.peephole_o * H : zero;
+
+  // step t on slice s: the product into the slice's pre-activations, then its rows
+  auto step = [&](int64_t t, int64_t s) {
+    const int64_t j0 = start[s], n = start[s + 1] - j0;
+    const S* hp = t == 0 ? in.h0.data_ptr<S>() : hsp + (t - 1) * B * H;
+    const S* cp = t == 0 ? in.c0.data_ptr<S>() : csp + ((t - 1) % 2) * B * H;
+    S* hn = hsp + t * B * H;
+    S* cn = csp + (t % 2) * B * H;
+    S* Gt = Gp + t * B * GH + G * j0;
+    packed[s].multiply(hp, H, S(1), Gt, GH);
+    for (int64_t b = 0; b < B; ++b) {
+      const S* c = cp + b * H + j0;
+      S* c2 = cn + b * H + j0;
+      S* h2 = hn + b * H + j0;
+      S* yb = yp + (t * B + b) * H + j0;
+      if (!len.keep(t, b)) {
+        std::memcpy(c2, c, n * sizeof(S));
+        std::memcpy(h2, hp + b * H + j0, n * sizeof(S));
+        std::memset(yb, 0, n * sizeof(S));
+        continue;
+      }
+      const S* z = Gt + b * GH;
+      if (!standard)
+        general_row<S>(F, n, z, off, p_i + j0, p_f + j0, p_o + j0, c, c2, h2, tmp + s * 2 * H);
+      else if (F.coupled)
+        standard_row<S, true>(n, z, off, p_i + j0, p_f + j0, p_o + j0, c, c2, h2);
+      else
+        standard_row<S, false>(n, z, off, p_i + j0, p_f + j0, p_o + j0, c, c2, h2);
+      if (yb != h2) std::memcpy(yb, h2, n * sizeof(S));
+    }
+  };
+  for (int64_t t = 0; t < T; ++t) {
+    if (n_slices == 1) {
+      step(t, 0);
+    } else {
+      at::parallel_for(0, n_slices, 1, [&](int64_t begin, int64_t end) {
+        FlushDenormals flush;
+        for (int64_t s = begin; s < end; ++s) step(t, s);
+      });
+    }
+  }
+  ForwardResult r;
+  r.y = y;
+  r.h_n = hs[T - 1].clone();
+  r.c_n = cs[(T - 1) % 2].clone();
+  return r;
+}
+
+}  // namespace
+
+bool lstm_inference_runs(const LSTMFlags& flags, const ForwardInputs& in) {
+  return !in.save && !flags.gate_recurrence && !in.w_hr.defined() && in.x.size(0) > 0 && in.c0.size(1) > 0;
+}
+
+ForwardResult lstm_inference(const LSTMFlags& flags, const ForwardInputs& in) {
+  return AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "lstmlab_lstm_inference",
+                                    [&] { return infer<scalar_t>(flags, in); });
+}
+
+}  // namespace lstmlab
