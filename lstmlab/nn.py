@@ -383,7 +383,8 @@ class _Recurrent(nn.Module):
             x, lengths = pad_packed_sequence(input._replace(data=data))
             batched = True
         else:
-            input = self._tensor("input", input, like)
+            if not isinstance(input, Tensor) or input.dtype != like.dtype or input.device != like.device:
+                input = self._tensor("input", input, like)  # refused, or cast under autocast
             if input.dim() not in (2, 3):
                 raise ShapeMismatch(
                     owner,

@@ -116,24 +116,24 @@ def _one_step(
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """`NativeBackend.run` at T = 1 with torch's cell op, layer by layer (a direction's one step
     reads its one input either way)."""
-    lstm, D = isinstance(config.spec, LSTMSpec), config.num_directions
+    lstm, D, L = isinstance(config.spec, LSTMSpec), config.num_directions, config.num_layers
     inp = x[0]
-    finals: list[tuple[torch.Tensor, ...]] = []
-    for layer in range(config.num_layers):
-        outs = []
+    h0 = hx[0].unbind(0)
+    c0 = hx[1].unbind(0) if lstm else ()
+    hs, cs = [], []
+    for layer in range(L):
         for direction in range(D):
             index = layer * D + direction
             w = weights[index]
             if lstm:
-                h, c = cell_op(inp, (hx[0][index], hx[1][index]), w.w_ih, w.w_hh, w.b_ih, w.b_hh)
-                finals.append((h, c))
+                h, c = cell_op(inp, (h0[index], c0[index]), w.w_ih, w.w_hh, w.b_ih, w.b_hh)
+                cs.append(c)
             else:
-                h = cell_op(inp, hx[0][index], w.w_ih, w.w_hh, w.b_ih, w.b_hh)
-                finals.append((h,))
-            outs.append(h)
-        inp = torch.cat(outs, dim=-1) if D > 1 else outs[0]
-        if training and config.dropout > 0 and layer < config.num_layers - 1:
+                h = cell_op(inp, h0[index], w.w_ih, w.w_hh, w.b_ih, w.b_hh)
+            hs.append(h)
+        inp = torch.cat(hs[-D:], dim=-1) if D > 1 else hs[-1]
+        if training and config.dropout > 0 and layer < L - 1:
             inp = F.dropout(inp, config.dropout, training=True)
-    if len(finals) == 1:  # y a tensor of its own, as torch's stacks return it, not a view of h_n
-        return inp.unsqueeze(0).clone(), tuple(s.unsqueeze(0) for s in finals[0])
-    return inp.unsqueeze(0), tuple(torch.stack([final[k] for final in finals]) for k in range(len(hx)))
+    if len(hs) == 1:  # y a tensor of its own, as torch's stacks return it, not a view of h_n
+        return inp.unsqueeze(0).clone(), (hs[0].unsqueeze(0), cs[0].unsqueeze(0)) if lstm else (hs[0].unsqueeze(0),)
+    return inp.unsqueeze(0), (torch.stack(hs), torch.stack(cs)) if lstm else (torch.stack(hs),)
