@@ -116,7 +116,9 @@ class SequenceModel(nn.Module):
         else:
             x = inputs
         y, final = self.recurrent(x, state)
-        return self.readout(self.drop(y)), final
+        if self.training and self.drop.p > 0:  # a no-op otherwise, not worth a module call per step
+            y = self.drop(y)
+        return self.readout(y), final
 
 
 def num_parameters(module: nn.Module) -> int:

@@ -67,6 +67,15 @@ def _layer_shapes(config: StackConfig, layer_input: int) -> dict[str, tuple[int,
     return shapes
 
 
+def _weight_names(config: StackConfig, suffixes: list[str]) -> list[tuple[str | None, ...]]:
+    """Per layer and direction, the attribute name of each LayerWeights field (None where the
+    cell has no such parameter): looked up once, as the set of parameters is fixed."""
+    present = _layer_shapes(config, config.input_size)
+    return [
+        tuple(_PARAM_NAMES[field] + suffix if field in present else None for field in LayerWeights._fields) for suffix in suffixes
+    ]
+
+
 def _config_as_data(config: StackConfig) -> dict[str, Any]:
     """`config` as plain data (str, int, float, bool), so a pickled module needs no lstmlab class but its own."""
     data = {field.name: getattr(config, field.name) for field in dataclasses.fields(config) if field.name != "spec"}
@@ -140,6 +149,7 @@ class _Recurrent(nn.Module):
             layer_input = config.input_size if layer == 0 else D * config.output_size
             for field, shape in _layer_shapes(config, layer_input).items():
                 self.register_parameter(_PARAM_NAMES[field] + suffix, nn.Parameter(torch.empty(shape, **factory)))
+        self._weight_names = _weight_names(config, suffixes)
         self.reset_parameters()
         self.backend = backend  # an explicit backend that cannot run this cell fails here, not at forward
 
@@ -206,9 +216,10 @@ class _Recurrent(nn.Module):
         Reads the attributes at call time, so reparametrisations such as
         `torch.nn.utils.weight_norm` (which replace a parameter by a computed tensor) take effect.
         """
+        params = self._parameters  # a dict lookup; getattr (slower) for a name a reparametrisation took out of it
         return [
-            LayerWeights(**{field: getattr(self, stem + suffix, None) for field, stem in _PARAM_NAMES.items()})
-            for suffix in self._suffixes
+            LayerWeights(*[None if name is None else params[name] if name in params else getattr(self, name) for name in names])
+            for names in self._weight_names
         ]
 
     @property
@@ -226,12 +237,29 @@ class _Recurrent(nn.Module):
 
     def _like(self) -> Tensor:
         """A weight tensor whose dtype and device the inputs must have."""
-        return self.layer_weights()[0].w_ih
+        name = self._weight_names[0][0]
+        return self._parameters[name] if name in self._parameters else getattr(self, name)
 
     @property
     def active_backend(self) -> str:
-        """Name of the backend that runs this module with its parameters' device and dtype."""
-        return backends.resolve(self.backend, self.config, self._like(), self._owner).name
+        """Name of the backend that runs this module with its parameters' device and dtype:
+        for a cell, that of one step; for a stack, that of a sequence (a stack fed one step
+        at a time, T = 1, runs as a cell does: see `lstmlab.backends.auto_order`)."""
+        steps = 1 if self._is_cell else None
+        return backends.resolve(self.backend, self.config, self._like(), self._owner, steps=steps).name
+
+    def _backend_for(self, x: Tensor, steps: int | None) -> backends.Backend:
+        """The backend that runs `steps` steps (1 or None: many) of inputs like x: resolved once
+        per device, dtype and kind of T, and again after `backend` or `config` change."""
+        config, name = self.config, self._backend
+        cache = self.__dict__.get("_resolved")
+        if cache is None or cache[0] is not config or cache[1] != name:
+            cache = self.__dict__["_resolved"] = (config, name, {})
+        key = (x.device, x.dtype, steps)
+        backend = cache[2].get(key)
+        if backend is None:
+            backend = cache[2][key] = backends.resolve(name, config, x, self._owner, steps=steps)
+        return backend
 
     # -- TorchScript: refused, with the export paths that work ----------------------------
 
@@ -243,12 +271,15 @@ class _Recurrent(nn.Module):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
         state["config"] = _config_as_data(self.config)
+        state.pop("_resolved", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
         if isinstance(state.get("config"), dict):
             state["config"] = _config_from_data(state["config"])
+        if "_weight_names" not in state:  # pickled before the names were kept
+            state["_weight_names"] = _weight_names(state["config"], state["_suffixes"])
         super().__setstate__(state)
 
     # -- checks --------------------------------------------------------------------
@@ -275,18 +306,16 @@ class _Recurrent(nn.Module):
         return t
 
     def _input_size_error(self, got: int) -> LstmlabError:
-        return ShapeMismatch(
-            self._owner, "input.size(-1)", f"must be equal to input_size. Expected {self.input_size}, got {got}"
-        )
+        return ShapeMismatch(self._owner, "input.size(-1)", f"must be equal to input_size. Expected {self.input_size}, got {got}")
 
     def _states(self, hx: Any, batch: int, batched: bool, like: Tensor) -> tuple[Tensor, ...]:
-        """hx as a tuple of (L*D, B, S) tensors, checked; zeros when hx is None.
+        """hx as a tuple of (L*D, B, S) tensors for a stack, (B, S) for a cell, checked; zeros when hx is None.
 
         A stack's hx has the leading (layers * directions) axis, a cell's has not; a batched
         input needs a batched state and an unbatched input an unbatched one.
         """
         owner, sizes = self._owner, self.config.state_sizes
-        leading = (len(self._suffixes),)
+        leading = () if self._is_cell else (len(self._suffixes),)
         if hx is None:
             return tuple(like.new_zeros(leading + (batch, size)) for size in sizes)
         single = len(sizes) == 1
@@ -302,13 +331,15 @@ class _Recurrent(nn.Module):
                     owner, "hx", f"must be a tuple ({', '.join(names)}) of {len(sizes)} tensors; got {type(hx).__name__}{length}"
                 )
             parts = tuple(hx)
+        prefix = leading + (batch,) if batched else leading
+        dtype, device = like.dtype, like.device
         states = []
-        for k, (name, part, size) in enumerate(zip(names, parts, sizes)):
-            part = self._tensor(name, part, like)
-            expected = (() if self._is_cell else leading) + ((batch,) if batched else ()) + (size,)
-            if tuple(part.shape) != expected:
-                raise self._state_shape_error(k, name, tuple(part.shape), expected, batch, batched, single)
-            states.append(part.reshape(leading + (batch, size)))
+        for k, part in enumerate(parts):
+            if not isinstance(part, Tensor) or part.dtype != dtype or part.device != device:
+                part = self._tensor(names[k], part, like)  # refused, or cast under autocast
+            if part.shape != (*prefix, sizes[k]):
+                raise self._state_shape_error(k, names[k], tuple(part.shape), (*prefix, sizes[k]), batch, batched, single)
+            states.append(part if batched else part.unsqueeze(-2))
         return tuple(states)
 
     def _state_shape_error(
@@ -351,11 +382,14 @@ class _Recurrent(nn.Module):
         if torch.compiler.is_exporting() and torch.onnx.is_in_onnx_export():
             backend: backends.Backend = _ONNX_SYMBOLIC
         else:
-            backend = backends.resolve(self.backend, self.config, x, self._owner)
+            backend = self._backend_for(x, 1 if x.shape[0] == 1 else None)
+        weights = self.layer_weights()
         # Under autocast every backend computes in the parameters' dtype: one behaviour everywhere
         # (oneDNN's LSTM, for one, fails on the mixed dtypes autocast would hand it).
-        with torch.autocast(x.device.type, enabled=False):
-            return backend.run(self.config, x, lengths, state, self.layer_weights(), self.training)
+        if torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                return backend.run(self.config, x, lengths, state, weights, self.training)
+        return backend.run(self.config, x, lengths, state, weights, self.training)
 
     def _run(self, input: Any, hx: Any) -> tuple[Any, tuple[Tensor, ...]]:
         """A stack's forward: check, convert to time-major padded form, compute, convert back."""
@@ -371,7 +405,8 @@ class _Recurrent(nn.Module):
             x, lengths = pad_packed_sequence(input._replace(data=data))
             batched = True
         else:
-            input = self._tensor("input", input, like)
+            if not isinstance(input, Tensor) or input.dtype != like.dtype or input.device != like.device:
+                input = self._tensor("input", input, like)  # refused, or cast under autocast
             if input.dim() not in (2, 3):
                 raise ShapeMismatch(
                     owner,
@@ -762,23 +797,33 @@ class _Cell(_Recurrent):
         super().__init__(config, False, backend, [""], device, dtype)
 
     def _step(self, input: Any, hx: Any) -> tuple[Tensor, ...]:
-        owner = self._owner
-        like = self._like()
-        input = self._tensor("input", input, like)
-        if input.dim() not in (1, 2):
+        """One step, checked as torch's cells check it, run by the backend's `step` (a per-call
+        cost of a few microseconds above the backend's: it is the whole cost at small sizes)."""
+        (weights,) = self.layer_weights()
+        like = weights.w_ih
+        if not isinstance(input, Tensor) or input.dtype != like.dtype or input.device != like.device:
+            input = self._tensor("input", input, like)  # refused, or cast under autocast
+        rank = input.dim()
+        if rank != 2 and rank != 1:
             raise ShapeMismatch(
-                owner,
+                self._owner,
                 "input",
-                f"must be 1-D (input_size,) or 2-D (B, input_size); got {input.dim()}-D "
-                f"(Expected input to be 1D or 2D, got {input.dim()}D instead)",
+                f"must be 1-D (input_size,) or 2-D (B, input_size); got {rank}-D "
+                f"(Expected input to be 1D or 2D, got {rank}D instead)",
             )
-        batched = input.dim() == 2
+        batched = rank == 2
         x = input if batched else input.unsqueeze(0)
-        if x.shape[-1] != self.input_size:
-            raise self._input_size_error(x.shape[-1])
+        config = self.config
+        if x.shape[1] != config.input_size:
+            raise self._input_size_error(x.shape[1])
         state = self._states(hx, x.shape[0], batched, like)
-        _, final = self._compute(x.unsqueeze(0), None, state)
-        return tuple(s[0] if batched else s[0, 0] for s in final)
+        backend = self._backend_for(x, 1)
+        if torch.is_autocast_enabled(like.device.type):  # computed in the parameters' dtype, as `_compute`
+            with torch.autocast(x.device.type, enabled=False):
+                final = backend.step(config, x, state, weights, self.training)
+        else:
+            final = backend.step(config, x, state, weights, self.training)
+        return final if batched else tuple(s[0] for s in final)
 
     def _input_size_error(self, got: int) -> LstmlabError:  # torch's cells' wording
         return ShapeMismatch(self._owner, "input", f"has inconsistent input_size: got {got} expected {self.input_size}")

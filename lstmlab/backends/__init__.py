@@ -106,10 +106,20 @@ def _measured_faster(table: dict[str, dict[int, tuple[float, float]]], key: str 
 
 
 def auto_order(
-    config: StackConfig, device: str = "cpu", table: dict[str, dict[int, tuple[float, float]]] | None = None
+    config: StackConfig,
+    device: str = "cpu",
+    table: dict[str, dict[int, tuple[float, float]]] | None = None,
+    *,
+    steps: int | None = None,
 ) -> tuple[str, ...]:
-    """Backends "auto" tries for `config` on a device of type `device`, fastest first.
+    """Backends "auto" tries for `config` on a device of type `device`, fastest first,
+    for an input of `steps` time steps (None: many).
 
+    - "cpu", one step (steps=1: every *Cell, and a stack fed one step at a time):
+      native (torch's cell ops) for the cells torch has, then eager, then fused; eager
+      (one call of the cell's step) for the others, then fused. A sequence kernel's
+      call costs more than a step at small sizes (the step-latency table of
+      `lstmlab bench --step`, benchmarks/RESULTS.md).
     - "cpu": fused and native (for the cells torch has), in the order FUSED_OVER_NATIVE
       measured at the nearest hidden size; then eager.
     - "cuda": triton first only where TRITON_OVER_BEST_CUDA measured it faster than the
@@ -121,6 +131,8 @@ def auto_order(
     `table` stands in for the device's recorded table (FUSED_OVER_NATIVE or
     TRITON_OVER_BEST_CUDA): the rule is a function of its arguments only.
     """
+    if device == "cpu" and steps == 1:
+        return ("native", "eager", "fused") if _torch_kind(config) is not None else ("eager", "fused")
     if device == "cpu":
         kind = _torch_kind(config)
         if kind is None:
@@ -139,13 +151,13 @@ def get(name: str) -> Backend:
     return _REGISTRY[name]
 
 
-def resolve(name: str, config: StackConfig, x: torch.Tensor, owner: str = "RNN") -> Backend:
-    """The backend that will run `config` on tensors like `x`.
+def resolve(name: str, config: StackConfig, x: torch.Tensor, owner: str = "RNN", *, steps: int | None = None) -> Backend:
+    """The backend that will run `config` on tensors like `x`, for inputs of `steps` time steps (None: many).
 
     Raises `Unsupported` (a ValueError) naming the reason when an explicitly chosen backend cannot run it.
     """
     if name == "auto":
-        for candidate in auto_order(config, x.device.type):
+        for candidate in auto_order(config, x.device.type, steps=steps):
             backend = _REGISTRY.get(candidate)
             if backend is None:
                 continue

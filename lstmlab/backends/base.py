@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +44,7 @@ class StackConfig:
         """Features of one direction's output (the projection size when projecting)."""
         return self.proj_size or self.hidden_size
 
-    @property
+    @cached_property  # read at every forward; a frozen instance computes it once
     def state_sizes(self) -> tuple[int, ...]:
         return family(self.spec).state_sizes(self.spec, self.hidden_size, self.proj_size)
 
@@ -68,6 +69,23 @@ class Backend(ABC):
         training: bool,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """y (T, B, D*H_out) and the final state tensors (each (L*D, B, S))."""
+
+    def step(
+        self,
+        config: StackConfig,
+        x: torch.Tensor,
+        state: tuple[torch.Tensor, ...],
+        w: LayerWeights,
+        training: bool,
+    ) -> tuple[torch.Tensor, ...]:
+        """One time step of one layer in one direction (a *Cell's forward): x (B, I), state
+        tensors (B, S) each; returns the new state (h' first), differentiable as `run`.
+
+        This default runs `run` on a sequence of one step; a backend with a cheaper single
+        step (fewer calls, no sequence bookkeeping) overrides it.
+        """
+        _, final = self.run(config, x.unsqueeze(0), None, tuple(s.unsqueeze(0) for s in state), [w], training)
+        return tuple(s[0] for s in final)
 
 
 class LayeredBackend(Backend):
@@ -107,6 +125,8 @@ class LayeredBackend(Backend):
             x = torch.cat(ys, dim=-1) if D > 1 else ys[0]
             if training and config.dropout > 0 and layer < config.num_layers - 1:
                 x = F.dropout(x, config.dropout, training=True)
+        if len(finals) == 1:  # a view, not a copy: one layer, one direction (every cell)
+            return x, tuple(s.unsqueeze(0) for s in finals[0])
         hn = tuple(torch.stack([final[k] for final in finals]) for k in range(len(hx)))
         return x, hn
 

@@ -83,15 +83,20 @@ def generate(
     check_options(temperature, top_k, length)
     ids = encode_prime(vocab, prime)
     generator = torch.Generator().manual_seed(seed)
+    chars = vocab.chars
+    tokens: dict[int, Tensor] = {}  # each character's (1, 1) input, made once: no tensor built per step
     with torch.no_grad():
         logits, state = step(ids[:, None], None)
         k = -1
         for n in range(length):
             if n:
-                logits, state = step(torch.tensor([[k]], dtype=torch.int64), state)
+                token = tokens.get(k)
+                if token is None:
+                    token = tokens[k] = torch.tensor([[k]], dtype=torch.int64)
+                logits, state = step(token, state)
             probs = next_distribution(logits[-1, 0], temperature, top_k)
             k = int(torch.multinomial(probs, 1, generator=generator))
-            yield vocab.chars[k]
+            yield chars[k]
 
 
 def default_prime(vocab: Vocabulary) -> str:

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 
@@ -45,6 +46,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--no-ort",
         action="store_true",
         help="skip the inference comparison with ONNX Runtime's LSTM operator (run when onnx and onnxruntime are installed)",
+    )
+    parser.add_argument(
+        "--step",
+        action="store_true",
+        help="instead of the sequence grid: the latency of one step (B=1, H=256, no_grad, one thread) of "
+        "LSTMCell, peephole LSTMCell, GRUCell, RNNCell and 2-layer LSTM/GRU at T=1 against torch's, and the "
+        "characters per second of `lstmlab sample` for a 2 x 256 LSTM (--quick: H=32, fewer repeats)",
+    )
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="with --step: time this thread's CPU time instead of elapsed time (steadier on a machine other jobs "
+        "share, blind to waits)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own setting)")
     parser.add_argument(
@@ -100,6 +114,12 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--repeats", repeats), ("--eager-repeats", eager_repeats)):
         if value < 1:
             raise InvalidArgument("bench", flag, f"must be positive; got {value}")
+    if args.cpu_time and not args.step:
+        raise InvalidArgument("bench", "--cpu-time", "applies with --step only")
+    if args.step:
+        if args.device != "cpu":
+            raise InvalidArgument("bench", "--step", f"times the CPU (one thread); got --device {args.device}")
+        return _run_step(args, repeats)
     if args.threads is not None:
         set_threads("bench", args.threads)
     if args.device == "cuda":
@@ -199,6 +219,50 @@ def busy_warning(load: float | None = None, cores: int | None = None) -> str:
         f"lstmlab bench: warning: the machine is busy (load average {load:.1f} on {cores} cores); other work shares "
         "the cores being timed, so times and ratios may be far off: run it on an idle machine"
     )
+
+
+def _run_step(args: argparse.Namespace, repeats: int) -> int:
+    """`lstmlab bench --step`: the step-latency table, then the characters per second of `lstmlab sample`."""
+    import torch
+
+    from lstmlab.experiments import step
+
+    hidden = 32 if args.quick else step.HIDDEN
+    repeats = repeats if args.repeats else (3 if args.quick else 21)
+    block = 10 if args.quick else 100
+    clock = "cpu" if args.cpu_time else "wall"
+    print(
+        f"torch {torch.__version__}, one thread, no_grad, B=1, H={hidden} (input size = hidden size); "
+        f"median of {repeats} interleaved blocks of {block} calls; microseconds per call, "
+        + ("this thread's CPU time" if args.cpu_time else "elapsed")
+    )
+    header = f"{'lstmlab':<26} {'backend':<8} {'us':>8}  {'torch':<18} {'us':>8} {'ratio':>6}"
+    print(header)
+    print("-" * len(header))
+    timings = step.time_steps(hidden=hidden, repeats=repeats, block=block, clock=clock)
+    for t in timings:
+        print(f"{t.case:<26} {t.backend:<8} {t.lstmlab_us:>8.1f}  {t.yardstick:<18} {t.torch_us:>8.1f} {t.ratio:>6.2f}")
+    length = 200 if args.quick else step.SAMPLE_LENGTH
+    rate = step.sample_rate(hidden=hidden, length=length, repeats=3 if args.quick else 5, clock=clock)
+    print(
+        f"\nlstmlab sample: {rate:.0f} characters per second ({step.LAYERS} x {hidden} LSTM, "
+        f"{step.SAMPLE_VOCABULARY} characters, temperature 0.8, one thread; median of {3 if args.quick else 5} runs "
+        f"of {length} characters)"
+    )
+    if args.json_out:
+        record = {
+            "torch": torch.__version__,
+            "threads": 1,
+            "clock": clock,
+            "hidden": hidden,
+            "batch": 1,
+            "repeats": repeats,
+            "block": block,
+            "steps": [{**asdict(t), "ratio": t.ratio} for t in timings],
+            "sample_chars_per_s": rate,
+        }
+        Path(args.json_out).write_text(json.dumps(record, indent=1) + "\n")
+    return 0
 
 
 def _ratio(a: float, b: float, width: int = 7) -> str:
