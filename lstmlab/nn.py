@@ -817,6 +817,9 @@ class _Cell(_Recurrent):
         if x.shape[1] != config.input_size:
             raise self._input_size_error(x.shape[1])
         state = self._states(hx, x.shape[0], batched, like)
+        if torch.jit.is_tracing() or torch.compiler.is_exporting():  # as a sequence: refused, or ONNX's operators
+            _, final = self._compute(x.unsqueeze(0), None, tuple(s.unsqueeze(0) for s in state))
+            return tuple(s[0] for s in final) if batched else tuple(s[0, 0] for s in final)
         backend = self._backend_for(x, 1)
         if torch.is_autocast_enabled(like.device.type):  # computed in the parameters' dtype, as `_compute`
             with torch.autocast(x.device.type, enabled=False):

@@ -156,7 +156,8 @@ def test_load_run_rebuilds_the_trained_model(tmp_path: Path) -> None:
     loaded = load_run(tmp_path / "run")
     assert loaded.config.cell == "cifg" and loaded.step == 12 and not loaded.model.training
     x = loaded.task.train_batch(0, 0).inputs
-    assert torch.equal(loaded.model(x)[0], trainer.predict(x)[0])
+    with torch.no_grad():  # as predict: inference may take its own path (the fused LSTM's does)
+        assert torch.equal(loaded.model(x)[0], trainer.predict(x)[0])
 
 
 @pytest.mark.parametrize(
