@@ -34,7 +34,13 @@ FLAGS = {
     "eval_every": "--eval-every",
     "log_every": "--log-every",
     "run_dir": "--out",
+    "out_dir": "--out",
+    "overwrite": "--overwrite",
+    "resume": "--resume",
 }
+
+# what --resume may change (`lstmlab.train.RESUME_CHANGES` and how the command runs); other flags define the run
+RESUME_FLAGS = ("--steps", "--lr", "--eval-every", "--no-early-stop", "--threads", "--quiet", "--text")
 
 
 def add_training_arguments(parser: argparse.ArgumentParser, *, steps: int = 5000) -> None:
@@ -68,6 +74,25 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, steps: int = 5000
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run(s) that --out already holds")
+
+
+def track_given(parser: argparse.ArgumentParser, dests: list[str]) -> None:
+    """Let the command tell which of the flags `dests` were given (`given_flags`): they parse
+    to None when absent, and their defaults are kept aside."""
+    defaults = {dest: parser.get_default(dest) for dest in dests}
+    parser.set_defaults(**dict.fromkeys(dests), flag_defaults=defaults)
+
+
+def given_flags(args: argparse.Namespace) -> set[str]:
+    """The tracked flags (`track_given`) given on the command line, by dest; the others are set to their defaults."""
+    given = set()
+    for dest, default in getattr(args, "flag_defaults", {}).items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, default)
+        else:
+            given.add(dest)
+    return given
 
 
 def task_options(args: argparse.Namespace) -> dict[str, Any]:

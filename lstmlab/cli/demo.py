@@ -82,7 +82,7 @@ def _run(args: argparse.Namespace) -> int:
             eval_every=DEFAULTS["eval_every"],
         )
         out = Path(args.out)
-        comparison = Comparison(config, cells, out)  # checks every cell's config
+        comparison = Comparison(config, cells, out, overwrite=True)  # checks every cell's config
         _clear(out, cells)
     except (ValueError, TypeError) as error:
         return fail("demo", error, FLAGS)

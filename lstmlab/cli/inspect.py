@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from lstmlab.cli._errors import fail
+from lstmlab.errors import InvalidArgument
 
 # the arguments the flags set -> the flags, so that errors name the flag (`lstmlab.cli._errors`)
 FLAGS = {
@@ -48,7 +49,12 @@ def run(args: argparse.Namespace) -> int:
         data = build(args.run_dir, text, args.chars, args.analyse, args.sample_length, args.temperature, args.seed)
     except (ValueError, TypeError) as error:
         return fail("inspect", error, FLAGS)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(data), encoding="utf-8")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render(data), encoding="utf-8")
+    except OSError as error:
+        kind = "a directory" if out.is_dir() else "a file that can be written"
+        detail = f"must name {kind}; got {str(out)!r} ({error.strerror or type(error).__name__})"
+        return fail("inspect", InvalidArgument("inspect", "--out", detail.replace("a directory", "a file, not a directory")))
     print(out)
     return 0
