@@ -254,15 +254,13 @@ def read_checkpoint(run_dir: str | Path, owner: str = "train") -> dict[str, Any]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about pickle protocols it may not support
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError as error:
-        raise bad(f"cannot be read ({error.strerror or type(error).__name__})") from None
-    except Exception as error:  # torch raises RuntimeError, EOFError, KeyError, UnpicklingError, ...
-        if "weights only load failed" in str(error).lower() and "unsupported global" in str(error).lower():
-            raise bad(
-                "holds Python objects other than tensors and plain data, which are not loaded (loading them could run code)"
-            ) from None
+    except Exception as error:  # torch raises OSError, RuntimeError, EOFError, KeyError, UnpicklingError, ...
+        if "weights only load failed" in str(error).lower():
+            raise bad("holds Python objects beyond tensors and plain data, which are not loaded (that could run code)") from None
         if head == b"PK\x03\x04":
             raise bad("is truncated or corrupt (an incomplete torch file)") from None
+        if isinstance(error, OSError) and error.strerror:
+            raise bad(f"cannot be read ({error.strerror})") from None
         raise bad("is not a torch checkpoint") from None
     if not isinstance(checkpoint, dict):
         raise bad(f"is not an lstmlab checkpoint (it holds a {type(checkpoint).__name__})")
@@ -280,5 +278,6 @@ def checkpoint_problem(run_dir: str | Path, error: Exception, owner: str = "trai
     """An error met while restoring the checkpoint in `run_dir` (a config that fails its
     checks, weights of the wrong shape), as an InvalidArgument that names the file."""
     path = Path(run_dir) / CHECKPOINT
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reason = " ".join(lines[:2]) if lines else type(error).__name__  # torch's: a heading, then the first mismatch
     return InvalidArgument(owner, "run_dir", f"must hold a readable checkpoint; {str(path)!r} does not fit lstmlab ({reason})")

@@ -53,8 +53,7 @@ def run(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(render(data), encoding="utf-8")
     except OSError as error:
-        kind = "a directory" if out.is_dir() else "a file that can be written"
-        detail = f"must name {kind}; got {str(out)!r} ({error.strerror or type(error).__name__})"
-        return fail("inspect", InvalidArgument("inspect", "--out", detail.replace("a directory", "a file, not a directory")))
+        rule = "must name a file, not a directory" if out.is_dir() else "must name a file that can be written"
+        return fail("inspect", InvalidArgument("inspect", "--out", f"{rule}; got {str(out)!r} ({error.strerror})"))
     print(out)
     return 0

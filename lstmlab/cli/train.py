@@ -96,12 +96,9 @@ def resume(args: argparse.Namespace, given: set[str]) -> Any:
             wanted.task_options[name] = getattr(args, dest)
         else:
             setattr(wanted, name, cell_name(args.cell) if dest == "cell" else getattr(args, dest))
-    if wanted.task == stored.task:
-        conflicts.update(resume_conflicts(stored, wanted))
-    elif "task" in given:
-        conflicts["task"] = (stored.task, wanted.task)
+    conflicts.update(resume_conflicts(stored, wanted))
     if conflicts:
-        raise conflict_error("train", "--resume", args.resume, conflicts, {**FLAGS, "batch_size": "--batch"})
+        raise conflict_error("train", "--resume", args.resume, conflicts, {**FLAGS, "batch_size": "--batch", "out": "--out"})
     settings = {}
     if args.threads is not None:
         set_threads("train", args.threads)
