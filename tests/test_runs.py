@@ -17,7 +17,6 @@ import pytest
 import torch
 
 from lstmlab.cli import main
-from lstmlab.run_dir import read_metrics
 from lstmlab.train import CHECKPOINT, METRICS, TrainConfig, Trainer, read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,6 +213,7 @@ def test_a_torn_last_metrics_line_is_dropped_and_other_bad_lines_are_named(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from lstmlab.charlm.page import learning_curves
+    from lstmlab.run_dir import read_metrics
 
     out = tmp_path / "run"
     assert main(["train", "--steps", "6", "--out", str(out), *TINY]) == 0

@@ -156,7 +156,9 @@ class CharLM(Task):
 
     def corpus_digest(self) -> str:
         """The SHA-256 of the corpus (of its characters, as UTF-8), which identifies it."""
-        return hashlib.sha256(self.corpus().encode("utf-8")).hexdigest()
+        if getattr(self, "_digest", None) is None:
+            self._digest = hashlib.sha256(self.corpus().encode("utf-8")).hexdigest()
+        return self._digest
 
     def state_dict(self) -> dict[str, Any]:
         """The vocabulary, and the corpus's resolved path and digest (so that a resume can
