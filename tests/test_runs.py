@@ -102,6 +102,8 @@ def test_a_run_directory_is_owned_by_one_process_and_a_dead_owner_does_not_block
             err = capsys.readouterr().err
             assert err.startswith(f"train: --out is in use by another run (process {holder.pid} on ") and err.count("\n") == 1
             assert records(out) == []  # the refused run wrote nothing into the other's metrics
+            assert main(["train", "--resume", str(out), "--quiet"]) == 2  # nor may a resume take it over
+            assert capsys.readouterr().err.startswith(f"train: --resume is in use by another run (process {holder.pid} on ")
         finally:
             holder.kill()  # like kill -9 or a crash: nothing released by hand
             holder.wait()

@@ -43,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def in_flag_terms(error: Exception, flags: dict[str, str]) -> Exception:
+def conflicts_in_flag_terms(error: Exception, flags: dict[str, str]) -> Exception:
     """A resume conflict (`lstmlab.train.conflict_error`) named by the flags; other errors unchanged."""
     from lstmlab.train import conflict_error
 
@@ -77,11 +77,11 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out or Path("runs") / f"compare-{config.task}")
         comparison = Comparison(config, cells, out, resume=args.resume, overwrite=args.overwrite)
     except (ValueError, TypeError) as error:
-        return fail("compare", in_flag_terms(error, flags), flags)
+        return fail("compare", conflicts_in_flag_terms(error, flags), flags)
     try:
         result = run_comparison(comparison, args.quiet or args.json)
     except (ValueError, TypeError) as error:  # a run directory that cannot be written or resumed
-        return fail("compare", in_flag_terms(error, flags), flags)
+        return fail("compare", conflicts_in_flag_terms(error, flags), flags)
     if result is None:
         print("continue with the same command and --resume", file=sys.stderr)
         return 130
