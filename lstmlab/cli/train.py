@@ -82,23 +82,24 @@ def resume(args: argparse.Namespace, given: set[str]) -> Any:
 
     if "overwrite" in given and args.overwrite:
         raise InvalidArgument("train", "--overwrite", "cannot go with --resume; choose one")
-    stored = TrainConfig.from_dict(read_checkpoint(args.resume)["config"])
     defining = [d for d in given if d in TRACKED and d not in ("lr", "eval_every", "no_early_stop", "quiet", "text", "overwrite")]
-    wanted = TrainConfig.from_dict({**vars(stored)})
-    wanted.task_options = dict(stored.task_options)
-    conflicts: dict[str, tuple[Any, Any]] = {}
-    for dest in defining:
-        name = FIELDS.get(dest, dest)
-        if dest == "out":
-            if Path(args.out).resolve() != Path(args.resume).resolve():
-                conflicts["out"] = (args.resume, args.out)
-        elif dest in ("seq_len", "batch"):
-            wanted.task_options[name] = getattr(args, dest)
-        else:
-            setattr(wanted, name, cell_name(args.cell) if dest == "cell" else getattr(args, dest))
-    conflicts.update(resume_conflicts(stored, wanted))
-    if conflicts:
-        raise conflict_error("train", "--resume", args.resume, conflicts, {**FLAGS, "batch_size": "--batch", "out": "--out"})
+    if defining:  # (else the checkpoint is read once, by the resume that owns the directory)
+        stored = TrainConfig.from_dict(read_checkpoint(args.resume)["config"])
+        wanted = TrainConfig.from_dict({**vars(stored)})
+        wanted.task_options = dict(stored.task_options)
+        conflicts: dict[str, tuple[Any, Any]] = {}
+        for dest in defining:
+            name = FIELDS.get(dest, dest)
+            if dest == "out":
+                if Path(args.out).resolve() != Path(args.resume).resolve():
+                    conflicts["out"] = (args.resume, args.out)
+            elif dest in ("seq_len", "batch"):
+                wanted.task_options[name] = getattr(args, dest)
+            else:
+                setattr(wanted, name, cell_name(args.cell) if dest == "cell" else getattr(args, dest))
+        conflicts.update(resume_conflicts(stored, wanted))
+        if conflicts:
+            raise conflict_error("train", "--resume", args.resume, conflicts, {**FLAGS, "batch_size": "--batch", "out": "--out"})
     settings = {}
     if args.threads is not None:
         set_threads("train", args.threads)
