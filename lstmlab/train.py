@@ -12,19 +12,27 @@ A run directory holds
   `log_every` steps (mean loss and gradient norm, rate) and `{"kind": "eval", ...}`
   every `eval_every` steps (the task's held-out metrics and whether it is solved);
 - `checkpoint.pt`: model, optimiser, torch RNG state, carried recurrent state,
-  step, config and the task's `state_dict()`, written atomically (temporary file,
-  then `os.replace`), so a kill at any moment leaves the last good one.
+  step, config, the task's `state_dict()`, the running means of the next train
+  record and whether the step's evaluation is still due, written atomically
+  (temporary file, then `os.replace`), so a kill at any moment leaves the last good one.
+
+One process at a time owns a run directory (`lstmlab.run_dir.RunLock`, released by
+`Trainer.close()` or when the process ends); a second trainer on it is refused.
 
 Determinism: the batch of step s is a pure function of (task options, seed, s) (see
 `lstmlab.tasks.base`) and the checkpoint holds everything else that changes, so
-`Trainer.resume(run_dir)` continues with bit-identical losses.
+`Trainer.resume(run_dir)` continues with bit-identical losses, and metrics.jsonl ends
+as an uninterrupted run's would (but for the timings).
 
 Stopping: when the task's success criterion holds at an evaluation (if
 `stop_when_solved`), at `steps`, after the step that spends the wall-clock budget
 `max_minutes` (that step is logged and evaluated as a last one), on KeyboardInterrupt
-(the state of the last finished step is saved; `interrupted` is set), or with
-`Diverged` when the loss or gradient norm stops being finite (nothing is saved: the
-last good checkpoint stays).
+(the state of the last finished step is saved, with the RNG state from before the
+interrupted step; a Ctrl-C during the optimiser's update is held until the update ends;
+`interrupted` is set), or with `Diverged` when the loss or gradient norm stops being
+finite (nothing is saved: the last good checkpoint stays). A file-system error (a full
+disk, a read-only directory) stops the run with an `InvalidArgument` about `run_dir` that
+names the file; the last complete checkpoint stays.
 
 Learning rate: `lr` shaped by `lr_schedule` and `warmup` (`lstmlab.schedule`), set
 before each update from the step alone, so a resumed run gets the same rates.
@@ -32,11 +40,10 @@ before each update from the step alone, so a resumed run gets the same rates.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
-import os
 import platform
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
@@ -47,15 +54,29 @@ import torch
 from torch import nn
 
 from lstmlab import __version__, _checks, tasks
+from lstmlab._interrupts import deferred_interrupts
 from lstmlab.errors import InvalidArgument, LstmlabError
 from lstmlab.models import SequenceModel, cell_name, detach_state, num_parameters
+from lstmlab.run_dir import (
+    CHECKPOINT,
+    CONFIG,
+    METRICS,
+    RUN_FILES,
+    RunLock,
+    append_line,
+    checkpoint_problem,
+    read_checkpoint,
+    read_metrics,
+    remove_temporary_files,
+    run_dir_error,
+    write_atomic,
+)
 from lstmlab.schedule import SCHEDULES, learning_rate
 from lstmlab.tasks.base import Batch, Task
 
-CHECKPOINT = "checkpoint.pt"
-CONFIG = "config.json"
-METRICS = "metrics.jsonl"
 OPTIMIZERS = ("adam", "adamw")
+# the settings a resumed run may change (`Trainer.resume`); every other field defines the run
+RESUME_CHANGES = ("steps", "lr", "stop_when_solved", "eval_every", "max_minutes")
 
 
 class Diverged(LstmlabError, RuntimeError):
@@ -114,6 +135,8 @@ class TrainConfig:
         _checks.non_negative_int(owner, "seed", self.seed)
         _checks.one_of(owner, "optimizer", self.optimizer, OPTIMIZERS)
         _checks.probability(owner, "dropout", self.dropout)
+        if isinstance(self.task_options.get("text"), str):  # a file: stored resolved, so a resume elsewhere finds it
+            self.task_options = {**self.task_options, "text": str(Path(self.task_options["text"]).resolve())}
         task = tasks.get(self.task, **self.task_options)
         if self.forget_bias is None:
             self.forget_bias = task.forget_bias
@@ -189,42 +212,42 @@ def _batch_to(batch: Batch, device: str) -> Batch:
     )
 
 
-def _creation_mode() -> int:
-    """The mode a new file gets from open(): 0o666 less the process's umask (mkstemp's 0o600 ignores it)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _write_atomic(path: Path, write: Any) -> None:
-    """Call write(file) on a temporary file beside `path`, then move it into place (replacing
-    the entry at `path`: a symbolic link there is replaced, never followed). The file gets
-    the mode the user's umask gives new files."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, _creation_mode())
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _new_window(seconds: float) -> dict[str, float]:
+    """The running sums of the next train record, opened at `seconds`."""
+    return {"loss": 0.0, "grad_norm": 0.0, "steps": 0, "start": seconds}
 
 
 class Trainer:
     """Trains `config` and keeps its run directory (if `run_dir` is given).
 
-    A fresh run refuses a directory that already holds a checkpoint; use `resume`.
+    A fresh run refuses a directory that already holds a checkpoint (use `resume`), unless
+    `overwrite`, which removes the run's files first. The trainer owns its run directory
+    until `close()` (a context manager closes it too); another trainer on the same
+    directory, in this process or another, is refused meanwhile.
     """
 
-    def __init__(self, config: TrainConfig, run_dir: str | Path | None = None, *, _checkpoint: dict | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: str | Path | None = None,
+        *,
+        overwrite: bool = False,
+        _checkpoint: dict | None = None,
+        _lock: RunLock | None = None,
+    ) -> None:
+        self._lock = _lock
+        try:
+            self._setup(config, run_dir, overwrite, _checkpoint)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, config: TrainConfig, run_dir: str | Path | None, overwrite: bool, checkpoint: dict | None) -> None:
         self.config = config.check()
         self.task = tasks.get(config.task, **config.task_options)
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        if _checkpoint is not None:
-            self.task.load_state_dict(_checkpoint["task"])
+        if checkpoint is not None:
+            self.task.load_state_dict(checkpoint["task"])
         torch.manual_seed(config.seed)
         self.model = build_model(config, self.task)
         self.optimizer = build_optimizer(config, self.model)
@@ -235,34 +258,125 @@ class Trainer:
         self.solved_at: int | None = None
         self.interrupted = False
         self.checkpoint_step: int | None = None
+        self.eval_pending = True  # the evaluation of `step` is still to be done (at step 0: the first one)
+        self.window = _new_window(0.0)
         self._in_update = False
-        if _checkpoint is not None:
-            self._restore(_checkpoint)
+        self._unsaved = True
+        if checkpoint is not None:
+            self._restore(checkpoint)
         elif self.run_dir is not None:
-            if (self.run_dir / CHECKPOINT).exists():
-                held = f"got {str(self.run_dir)!r}, which already holds a run (resume it or choose another)"
-                raise InvalidArgument("train", "run_dir", f"must be new; {held}")
+            self._claim(overwrite)
+
+    def _claim(self, overwrite: bool) -> None:
+        """Make the (fresh) run directory and own it: a run already there is refused, or removed with `overwrite`."""
+        assert self.run_dir is not None
+        held = f"got {str(self.run_dir)!r}, which already holds a run (resume it, overwrite it or choose another)"
+        if not overwrite and (self.run_dir / CHECKPOINT).exists():
+            raise InvalidArgument("train", "run_dir", f"must be new; {held}")
+        try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise run_dir_error("train", self.run_dir, error, "created") from None
+        if not self.run_dir.is_dir():
+            raise InvalidArgument("train", "run_dir", f"must be a directory; got {str(self.run_dir)!r}, which is a file")
+        self._lock = RunLock.acquire(self.run_dir)
+        if not overwrite and (self.run_dir / CHECKPOINT).exists():  # a run that ended while we waited for the lock
+            raise InvalidArgument("train", "run_dir", f"must be new; {held}")
+        remove_temporary_files(self.run_dir)
+        try:
+            if overwrite:
+                for name in RUN_FILES:
+                    (self.run_dir / name).unlink(missing_ok=True)
             (self.run_dir / METRICS).write_text("")
-            self._write_config()
+        except OSError as error:
+            raise run_dir_error("train", self.run_dir / METRICS, error, "written") from None
+        self._write_config()
+
+    def close(self) -> None:
+        """Give the run directory up (the lock); the trainer may still be read, not run."""
+        if self._lock is not None:
+            self._lock.release()
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- run directory -------------------------------------------------------------
 
     @classmethod
-    def resume(cls, run_dir: str | Path, *, steps: int | None = None) -> Trainer:
-        """The trainer of the run in `run_dir`, at its last checkpoint; `steps` raises the budget."""
+    def resume(
+        cls,
+        run_dir: str | Path,
+        *,
+        text: str | None = None,
+        settings: dict[str, Any] | None = None,
+        **changes: Any,
+    ) -> Trainer:
+        """The trainer of the run in `run_dir`, at its last checkpoint.
+
+        changes: new values of the settings in `RESUME_CHANGES` (`steps` raises the budget,
+        also of a finished run; `lr`, `stop_when_solved`, `eval_every`, `max_minutes`); those that differ
+        from the run's are noted in metrics.jsonl as a `{"kind": "resume", ...}` record,
+        with `settings` (e.g. `{"threads": 1}`, for the record only).
+        text: the corpus of a run that reads one (charlm), where it is now, if it moved; the
+        corpus must be the one the run trained on (its content's hash is in the checkpoint).
+        """
+        for name in changes:
+            if name not in RESUME_CHANGES:
+                rule = f"cannot change on resume (only {', '.join(RESUME_CHANGES)} can); it defines the run"
+                raise InvalidArgument("train", name, rule)
         run_dir = Path(run_dir)
-        checkpoint = read_checkpoint(run_dir)
-        config = TrainConfig.from_dict(checkpoint["config"])
-        if steps is not None:
-            config.steps = steps
-        trainer = cls(config, run_dir, _checkpoint=checkpoint)
-        # records written after the checkpoint would be repeated by the continuation
-        path = run_dir / METRICS
-        kept = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= trainer.step]
-        _write_atomic(path, lambda f: f.write("".join(line + "\n" for line in kept).encode()))
-        trainer._write_config()
+        if not run_dir.is_dir():
+            read_checkpoint(run_dir)  # the message for a missing run
+        lock = RunLock.acquire(run_dir)
+        try:
+            remove_temporary_files(run_dir)
+            checkpoint = read_checkpoint(run_dir)
+            config = _from_checkpoint(run_dir, lambda: TrainConfig.from_dict(checkpoint["config"]).check())
+            stored = asdict(config)
+            for name, value in changes.items():
+                if value is not None:
+                    setattr(config, name, value)
+            if text is not None:
+                config.task_options = {**config.task_options, "text": text}
+            config.check()
+            trainer = _from_checkpoint(run_dir, lambda: cls(config, run_dir, _checkpoint=checkpoint, _lock=lock))
+        except BaseException:
+            lock.release()
+            raise
+        try:
+            trainer.task.verify_state(checkpoint["task"])
+            trainer._trim_metrics(checkpoint)
+            changed = {
+                k: {"from": stored[k], "to": v} for k, v in asdict(trainer.config).items() if k in changes and stored[k] != v
+            }
+            if changed or settings:
+                trainer._log({"kind": "resume", "step": trainer.step, "changed": changed, **(settings or {})})
+            trainer._write_config()
+        except BaseException:
+            trainer.close()
+            raise
         return trainer
+
+    def _trim_metrics(self, checkpoint: dict[str, Any]) -> None:
+        """Rewrite metrics.jsonl with the records up to the checkpoint only: the continuation
+        writes the later ones again (a torn last line is dropped)."""
+        assert self.run_dir is not None
+        path = self.run_dir / METRICS
+
+        def kept(record: dict[str, Any]) -> bool:
+            step = record.get("step", 0)
+            if not isinstance(step, int) or step > self.step:
+                return False
+            return not (step == self.step and self.eval_pending and record.get("kind") == "eval")
+
+        lines = "".join(json.dumps(r) + "\n" for r in read_metrics(path) if kept(r))
+        try:
+            write_atomic(path, lambda f: f.write(lines.encode()))
+        except OSError as error:
+            raise run_dir_error("train", path, error, "written") from None
 
     def describe(self) -> dict[str, Any]:
         """The run's settings and context, as config.json holds them."""
@@ -282,19 +396,26 @@ class Trainer:
     def _write_config(self) -> None:
         assert self.run_dir is not None
         text = json.dumps(self.describe(), indent=2) + "\n"
-        _write_atomic(self.run_dir / CONFIG, lambda f: f.write(text.encode()))
+        path = self.run_dir / CONFIG
+        try:
+            write_atomic(path, lambda f: f.write(text.encode()))
+        except OSError as error:
+            raise run_dir_error("train", path, error, "written") from None
 
     def _log(self, record: dict[str, Any]) -> None:
         if self.run_dir is not None:
-            with open(self.run_dir / METRICS, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            path = self.run_dir / METRICS
+            try:
+                append_line(path, json.dumps(record))
+            except OSError as error:
+                raise run_dir_error("train", path, error, "written") from None
 
     # -- checkpoints ---------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
         """Everything needed to continue exactly: what `checkpoint.pt` holds."""
         return {
-            "format": 1,
+            "format": 2,
             "config": asdict(self.config),
             "step": self.step,
             "seconds": self.seconds,
@@ -305,6 +426,8 @@ class Trainer:
             "task": self.task.state_dict(),
             "last_eval": self.last_eval,
             "solved_at": self.solved_at,
+            "eval_pending": self.eval_pending,
+            "window": dict(self.window),
         }
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
@@ -312,11 +435,17 @@ class Trainer:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         torch.set_rng_state(checkpoint["torch_rng"])
         self.step = checkpoint["step"]
-        self.seconds = checkpoint["seconds"]
-        self.carry = checkpoint["carry"]
-        self.last_eval = checkpoint["last_eval"]
-        self.solved_at = checkpoint["solved_at"]
+        self.seconds = float(checkpoint.get("seconds", 0.0))
+        self.carry = checkpoint.get("carry")
+        self.last_eval = checkpoint.get("last_eval")
+        self.solved_at = checkpoint.get("solved_at")
+        # format 1 checkpoints: evaluated at every checkpoint but the first; no window kept
+        self.eval_pending = bool(checkpoint.get("eval_pending", self.last_eval is None))
+        self.window = {**_new_window(self.seconds), **checkpoint.get("window", {})}
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr  # the stored one, or the one a resume changed
         self.checkpoint_step = self.step
+        self._unsaved = False
 
     def save(self) -> bool:
         """Write the checkpoint atomically; False (nothing written) when there is no run
@@ -324,8 +453,18 @@ class Trainer:
         if self.run_dir is None or self._in_update:
             return False
         state = self.state()
-        _write_atomic(self.run_dir / CHECKPOINT, lambda f: torch.save(state, f))
+        path = self.run_dir / CHECKPOINT
+        try:
+            write_atomic(path, lambda f: torch.save(state, f))
+        except OSError as error:
+            problem = run_dir_error("train", path, error, "written")
+            if self.checkpoint_step is not None:
+                problem = InvalidArgument(
+                    "train", "run_dir", f"{problem.detail}; the checkpoint of step {self.checkpoint_step} is kept"
+                )
+            raise problem from None
         self.checkpoint_step = self.step
+        self._unsaved = False
         return True
 
     # -- the loop ------------------------------------------------------------------
@@ -355,36 +494,47 @@ class Trainer:
         settings = f"lr={self.config.lr}, clip={self.config.clip}"
         return Diverged("train", what, f"became {value} at step {self.step + 1} ({settings}); stopped; {where}")
 
+    def _pending_evaluation(self, seconds: float) -> dict[str, Any]:
+        """Evaluate at the current step, then log the record and mark the evaluation done
+        (together, whatever the moment of a Ctrl-C)."""
+        record = {"kind": "eval", "step": self.step, "seconds": round(seconds, 3), **self.evaluate()}
+        with deferred_interrupts():
+            self._log(record)
+            self.last_eval = record
+            if record["solved"] and self.solved_at is None:
+                self.solved_at = self.step
+            self.eval_pending = False
+            self._unsaved = True
+        return record
+
     def run(self) -> Iterator[dict[str, Any]]:
         """Train until solved, out of steps or interrupted, yielding records.
 
         Every step yields `{"kind": "step", "step", "loss", "grad_norm"}`; the logged
         records (`kind` "train" and "eval", as in metrics.jsonl) are yielded too.
-        Raises `Diverged` on a non-finite loss or gradient norm.
+        Raises `Diverged` on a non-finite loss or gradient norm, and InvalidArgument about
+        `run_dir` when a file of the run cannot be written.
         """
         config, task, model = self.config, self.task, self.model
         params = [p for p in model.parameters() if p.requires_grad]
         clip = config.clip if config.clip > 0 else math.inf
         checkpoint_every = config.checkpoint_every or config.eval_every
-        window_loss, window_norm, window_steps = 0.0, 0.0, 0
         clock, base = time.perf_counter(), self.seconds
-        window_start = base
 
         def elapsed() -> float:
             return base + (time.perf_counter() - clock)
 
-        if self.last_eval is None:
-            record = {"kind": "eval", "step": self.step, "seconds": round(elapsed(), 3), **self.evaluate()}
-            self.last_eval = record
-            if record["solved"]:
-                self.solved_at = self.step
-            self._log(record)
-            yield record
-        if self.solved_at is not None and config.stop_when_solved:
-            return
-        model.train()
+        rng_before_step = None
         try:
-            while self.step < config.steps and not self.out_of_time():
+            if self.eval_pending:
+                record = self._pending_evaluation(elapsed())
+                yield record
+            stop = self.solved_at is not None and config.stop_when_solved
+            model.train()
+            while not stop and self.step < config.steps and not self.out_of_time():
+                # until the update, a Ctrl-C leaves the state of the last finished step but for
+                # the RNG (dropout masks drawn): keep its state to put back
+                rng_before_step = torch.get_rng_state()
                 batch = _batch_to(task.train_batch(self.step, config.seed), config.device)
                 outputs, final = model(batch.inputs, self.carry if batch.continues else None)
                 loss = task.loss(outputs, batch)
@@ -398,36 +548,38 @@ class Trainer:
                     raise self._diverged("gradient norm", norm)
                 for group in self.optimizer.param_groups:
                     group["lr"] = learning_rate(config.lr, config.lr_schedule, self.step, config.steps, config.warmup)
-                self._in_update = True
-                self.optimizer.step()
-                self.carry = detach_state(final)
-                self.step += 1
-                self.seconds = elapsed()
-                self._in_update = False
-
-                step = self.step
-                last = step == config.steps or self.out_of_time()  # the last step: log and evaluate it
+                with deferred_interrupts():  # the update and its records, whole or not at all
+                    self._in_update = True
+                    self.optimizer.step()
+                    self.carry = detach_state(final)
+                    self.step += 1
+                    self.seconds = elapsed()
+                    rng_before_step = None
+                    self._in_update = False
+                    self._unsaved = True
+                    step, window = self.step, self.window
+                    window["loss"] += value
+                    window["grad_norm"] += norm
+                    window["steps"] += 1
+                    last = step == config.steps or self.out_of_time()  # the last step: log and evaluate it
+                    train = None
+                    if step % config.log_every == 0 or last:
+                        train = {
+                            "kind": "train",
+                            "step": step,
+                            "loss": window["loss"] / window["steps"],
+                            "grad_norm": window["grad_norm"] / window["steps"],
+                            "steps_per_second": round(window["steps"] / max(self.seconds - window["start"], 1e-9), 2),
+                            "seconds": round(self.seconds, 3),
+                        }
+                        self.window = _new_window(self.seconds)
+                        self._log(train)
+                    self.eval_pending = step % config.eval_every == 0 or last
                 yield {"kind": "step", "step": step, "loss": value, "grad_norm": norm}
-                window_loss, window_norm, window_steps = window_loss + value, window_norm + norm, window_steps + 1
-                if step % config.log_every == 0 or last:
-                    now = elapsed()
-                    record = {
-                        "kind": "train",
-                        "step": step,
-                        "loss": window_loss / window_steps,
-                        "grad_norm": window_norm / window_steps,
-                        "steps_per_second": round(window_steps / max(now - window_start, 1e-9), 2),
-                        "seconds": round(now, 3),
-                    }
-                    window_loss, window_norm, window_steps, window_start = 0.0, 0.0, 0, now
-                    self._log(record)
-                    yield record
-                if step % config.eval_every == 0 or last:
-                    record = {"kind": "eval", "step": step, "seconds": round(elapsed(), 3), **self.evaluate()}
-                    self.last_eval = record
-                    self._log(record)
-                    if record["solved"] and self.solved_at is None:
-                        self.solved_at = step
+                if train is not None:
+                    yield train
+                if self.eval_pending:
+                    record = self._pending_evaluation(elapsed())
                     yield record
                     if record["solved"] and config.stop_when_solved:
                         break
@@ -437,7 +589,9 @@ class Trainer:
                     break
         except KeyboardInterrupt:
             self.interrupted = True
-        if self.checkpoint_step != self.step:
+            if rng_before_step is not None and not self._in_update:
+                torch.set_rng_state(rng_before_step)  # as it was after the last finished step
+        if self._unsaved:
             self.save()  # the final state, unless an interrupt cut an update in half
 
     def out_of_time(self) -> bool:
@@ -466,12 +620,49 @@ class Trainer:
         }
 
 
-def read_checkpoint(run_dir: str | Path) -> dict[str, Any]:
-    """The checkpoint of the run in `run_dir`."""
-    path = Path(run_dir) / CHECKPOINT
-    if not path.is_file():
-        raise InvalidArgument("train", "run_dir", f"must hold {CHECKPOINT}; got {str(run_dir)!r} without one")
-    return torch.load(path, map_location="cpu", weights_only=True)
+def task_option_values(config: TrainConfig) -> dict[str, Any]:
+    """Every option of the config's task: the given ones, and the defaults of the others."""
+    params = inspect.signature(tasks.task_class(config.task).__init__).parameters
+    return {name: config.task_options.get(name, params[name].default) for name in tasks.option_names(config.task)}
+
+
+def resume_conflicts(stored: TrainConfig, wanted: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """Where `wanted` differs from `stored` in what defines a run: name -> (stored value,
+    wanted value), by `TrainConfig` field or task option. The settings a resume may change
+    (`RESUME_CHANGES`) and the corpus's place (`text`, checked by content) are not compared."""
+    differ: dict[str, tuple[Any, Any]] = {}
+    for f in fields(TrainConfig):
+        if f.name in (*RESUME_CHANGES, "task_options"):
+            continue
+        a, b = getattr(stored, f.name), getattr(wanted, f.name)
+        if a != b:
+            differ[f.name] = (a, b)
+    if stored.task == wanted.task:
+        a, b = task_option_values(stored), task_option_values(wanted)
+        differ.update({k: (a[k], b[k]) for k in a if k != "text" and a[k] != b[k]})
+    return differ
+
+
+def conflict_error(
+    owner: str, argument: str, run_dir: str | Path, conflicts: dict[str, tuple[Any, Any]], names: dict[str, str] | None = None
+) -> InvalidArgument:
+    """The error for a resume whose settings conflict with the stored run's (see
+    `resume_conflicts`), each named as `names` (e.g. field -> flag) calls it; the error
+    carries `conflicts` and `run_dir`, so that a caller can name them its own way."""
+    names = names or {}
+    shown = ", ".join(f"{names.get(k, k)} {b!r} (the run's: {a!r})" for k, (a, b) in conflicts.items())
+    error = InvalidArgument(owner, argument, f"must continue a run as it was defined; {str(run_dir)!r} differs in {shown}")
+    error.conflicts, error.run_dir = conflicts, run_dir  # type: ignore[attr-defined]
+    return error
+
+
+def _from_checkpoint(run_dir: str | Path, build: Any) -> Any:
+    """build(), with an error that a checkpoint's content causes (a config that fails its
+    checks, weights of the wrong shape) reported as a problem of the checkpoint's file."""
+    try:
+        return build()
+    except (ValueError, TypeError, KeyError, RuntimeError, AttributeError) as error:
+        raise checkpoint_problem(run_dir, error) from None
 
 
 @dataclass
@@ -492,11 +683,16 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
     (e.g. a vocabulary) before the model is sized from it.
     """
     checkpoint = read_checkpoint(run_dir)
-    config = TrainConfig.from_dict(checkpoint["config"])
-    config.device = device
-    task = tasks.get(config.task, **config.task_options)
-    task.load_state_dict(checkpoint["task"])
-    model = build_model(config, task)
-    model.load_state_dict(checkpoint["model"])
+
+    def build() -> tuple[TrainConfig, Task, SequenceModel]:
+        config = TrainConfig.from_dict(checkpoint["config"]).check()
+        config.device = device
+        task = tasks.get(config.task, **config.task_options)
+        task.load_state_dict(checkpoint["task"])
+        model = build_model(config, task)
+        model.load_state_dict(checkpoint["model"])
+        return config, task, model
+
+    config, task, model = _from_checkpoint(run_dir, build)
     model.eval()
     return LoadedRun(model=model, task=task, config=config, step=checkpoint["step"], checkpoint=checkpoint)

@@ -110,6 +110,7 @@ def test_an_interrupted_save_leaves_the_last_good_checkpoint(tmp_path: Path, mon
     # the checkpoint on disk is the last complete one (step 8), and no temporary file is left
     kept = read_checkpoint(tmp_path / "run")
     assert kept["step"] == 8 and good["step"] == 4
+    trainer.close()  # gives the directory up: its lock file goes
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl"]
     assert load_run(tmp_path / "run").step == 8
 

@@ -369,17 +369,14 @@ Units on the dashed diagonal are always saturated one way or the other; units ne
 
 def learning_curves(run_dir: str | Path) -> list[Curve]:
     """Training loss (logged means) and validation loss against the step, from the run's metrics.jsonl."""
-    path = Path(run_dir) / "metrics.jsonl"
+    from lstmlab.run_dir import METRICS, read_metrics
+
     train, valid = Curve("training loss", [], []), Curve("validation loss", [], [])
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            curve = {"train": train, "eval": valid}.get(record.get("kind"))
-            if curve is not None and isinstance(record.get("loss"), (int, float)):
-                curve.x.append(float(record["step"]))
-                curve.y.append(float(record["loss"]))
+    for record in read_metrics(Path(run_dir) / METRICS, owner="inspect"):
+        curve = {"train": train, "eval": valid}.get(record.get("kind"))
+        if curve is not None and isinstance(record.get("loss"), (int, float)):
+            curve.x.append(float(record["step"]))
+            curve.y.append(float(record["loss"]))
     return [c for c in (train, valid) if c.x]
 
 

@@ -17,6 +17,7 @@ nats per character. Validation reports it in nats (`loss`) and bits (`bpc`).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any
 
@@ -26,7 +27,7 @@ from torch import Tensor
 
 from lstmlab import _checks
 from lstmlab.charlm.corpus import Streams, Vocabulary, check_length, default_text, read_text, split, split_point
-from lstmlab.errors import WrongType
+from lstmlab.errors import InvalidArgument, LstmlabError, WrongType
 from lstmlab.tasks.base import Batch, Predict, Task, train_rng
 
 _ROTATION = 0xC4A1  # salt of the per-pass rotation's random stream
@@ -153,8 +154,40 @@ class CharLM(Task):
             self._baseline = float(-log_p[x, y].mean()) + 0.0  # + 0.0: a one-character corpus gives 0, not -0
         return self._baseline
 
+    def corpus_digest(self) -> str:
+        """The SHA-256 of the corpus (of its characters, as UTF-8), which identifies it."""
+        if getattr(self, "_digest", None) is None:
+            self._digest = hashlib.sha256(self.corpus().encode("utf-8")).hexdigest()
+        return self._digest
+
     def state_dict(self) -> dict[str, Any]:
-        return {"vocabulary": self.vocabulary.to_dict()}
+        """The vocabulary, and the corpus's resolved path and digest (so that a resume can
+        tell that its corpus moved or changed)."""
+        return {"vocabulary": self.vocabulary.to_dict(), "corpus": {"text": self.text, "sha256": self.corpus_digest()}}
+
+    def verify_state(self, state: dict[str, Any]) -> None:
+        """InvalidArgument (about `text`) unless the corpus is the one `state` was taken from."""
+        stored = state.get("corpus")
+        if not isinstance(stored, dict) or not isinstance(stored.get("sha256"), str):
+            return  # a checkpoint from before corpora were identified
+        try:
+            digest = self.corpus_digest()
+        except LstmlabError as error:
+            if self.text is None:
+                raise
+            raise InvalidArgument(
+                "charlm",
+                "text",
+                f"must name the run's corpus, which cannot be read ({error.detail}); if it moved, give its new place",
+            ) from None
+        if digest != stored["sha256"]:
+            now = self.source if self.text == stored.get("text") else f"{self.source} (the run trained on {stored.get('text')!r})"
+            raise InvalidArgument(
+                "charlm",
+                "text",
+                f"must be the corpus the run trained on; {now} has other content "
+                f"(sha256 {digest[:12]}..., the run's {stored['sha256'][:12]}...)",
+            )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         vocab = Vocabulary.from_dict(state["vocabulary"])

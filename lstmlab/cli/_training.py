@@ -43,7 +43,13 @@ FLAGS = {
     "lr_schedule": "--lr-schedule",
     "warmup": "--warmup",
     "run_dir": "--out",
+    "out_dir": "--out",
+    "overwrite": "--overwrite",
+    "resume": "--resume",
 }
+
+# what --resume may change (`lstmlab.train.RESUME_CHANGES` and how the command runs); other flags define the run
+RESUME_FLAGS = ("--steps", "--lr", "--eval-every", "--no-early-stop", "--max-minutes", "--threads", "--quiet", "--text")
 
 
 class Given(argparse.Action):
@@ -175,6 +181,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, steps: int = 5000
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or progress lines")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run(s) that --out already holds")
 
 
 def task_options(args: argparse.Namespace) -> dict[str, Any]:

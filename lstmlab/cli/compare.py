@@ -36,7 +36,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", metavar="DIR", default=None, help="output directory, one run directory per cell (default: runs/compare-TASK)"
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the comparison in --out (same flags; --steps, --lr, --eval-every, --no-early-stop may change): "
+        "finished cells are kept, unfinished ones continued",
+    )
     parser.set_defaults(run=run)
+
+
+def conflicts_in_flag_terms(error: Exception, flags: dict[str, str]) -> Exception:
+    """A resume conflict (`lstmlab.train.conflict_error`) named by the flags; other errors unchanged."""
+    from lstmlab.train import conflict_error
+
+    conflicts = getattr(error, "conflicts", None)
+    if conflicts is None:
+        return error
+    return conflict_error("compare", "--resume", error.run_dir, conflicts, {**flags, "batch_size": "--batch", "cell": "--cells"})  # type: ignore[attr-defined]
 
 
 def parse_cells(command: str, text: str) -> list[str]:
@@ -55,19 +71,21 @@ def run(args: argparse.Namespace) -> int:
     from lstmlab.experiments import plots
     from lstmlab.experiments.compare import Comparison
 
+    flags = {**FLAGS, "cell": "--cells"}
     try:
         plots.require("compare")
         cells = parse_cells("compare", args.cells)
         config = train_config("compare", args, cells[0])
         out = Path(args.out or Path("runs") / f"compare-{config.task}")
-        comparison = Comparison(config, cells, out)
+        comparison = Comparison(config, cells, out, resume=args.resume, overwrite=args.overwrite)
     except (ValueError, TypeError) as error:
-        return fail("compare", error, {**FLAGS, "cell": "--cells"})
+        return fail("compare", conflicts_in_flag_terms(error, flags), flags)
     try:
         result = run_comparison(comparison, args.quiet or args.json, args.progress_every)
-    except (ValueError, TypeError) as error:  # a cell's model refusing its settings (e.g. --backend)
-        return fail("compare", error, {**FLAGS, "cell": "--cells"})
+    except (ValueError, TypeError) as error:  # a cell's model refusing its settings, a run directory that cannot be written
+        return fail("compare", conflicts_in_flag_terms(error, flags), flags)
     if result is None:
+        print("continue with the same command and --resume", file=sys.stderr)
         return 130
     if args.json:
         print(json.dumps(result))

@@ -93,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
             device=args.device,
         )
         out = Path(args.out)
-        comparison = Comparison(config, cells, out)  # checks every cell's config
+        comparison = Comparison(config, cells, out, overwrite=True)  # checks every cell's config
         _clear(out, cells)
     except (ValueError, TypeError) as error:
         return fail("demo", error, FLAGS)

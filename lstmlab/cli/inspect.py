@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from lstmlab.cli._errors import fail
+from lstmlab.errors import InvalidArgument
 
 # the arguments the flags set -> the flags, so that errors name the flag (`lstmlab.cli._errors`)
 FLAGS = {
@@ -44,7 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from lstmlab.charlm.corpus import read_text
     from lstmlab.charlm.page import build, render
-    from lstmlab.train import _write_atomic
+    from lstmlab.run_dir import write_atomic
 
     out = Path(args.out) if args.out is not None else Path(args.run_dir) / "report.html"
     try:
@@ -52,8 +53,12 @@ def run(args: argparse.Namespace) -> int:
         data = build(args.run_dir, text, args.chars, args.analyze, args.sample_length, args.temperature, args.seed)
     except (ValueError, TypeError) as error:
         return fail("inspect", error, FLAGS)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    page = render(data).encode("utf-8")
-    _write_atomic(out, lambda f: f.write(page))  # a new file, then os.replace: a link at `out` is replaced, not followed
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        page = render(data).encode("utf-8")
+        write_atomic(out, lambda f: f.write(page))  # a new file, then os.replace: a link at `out` is replaced, not followed
+    except OSError as error:
+        rule = "must name a file, not a directory" if out.is_dir() else "must name a file that can be written"
+        return fail("inspect", InvalidArgument("inspect", "--out", f"{rule}; got {str(out)!r} ({error.strerror})"))
     print(out)
     return 0

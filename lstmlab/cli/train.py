@@ -10,7 +10,9 @@ from typing import Any
 
 from lstmlab.cli._errors import fail
 from lstmlab.cli._training import (
+    CONFIG_FIELDS,
     FLAGS,
+    RESUME_FLAGS,
     Given,
     add_training_arguments,
     choose_threads,
@@ -19,6 +21,11 @@ from lstmlab.cli._training import (
     set_threads,
     train_config,
 )
+
+# flags (argparse dest) a resume applies or ignores rather than checks against the run
+RESUMABLE = {"steps", "lr", "eval_every", "no_early_stop", "max_minutes", "text"}
+# dest -> the task option it sets
+TASK_OPTIONS = {"seq_len": "seq_len", "batch": "batch_size"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -34,32 +41,89 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cell", default="lstm", type=str.lower, action=Given, help=f"one of {', '.join(CELLS)} (default: lstm)")
     add_training_arguments(parser)
     parser.add_argument(
-        "--out", metavar="DIR", default=None, help="run directory, created (a folder, not a file; default: runs/TASK-CELL-sSEED)"
+        "--out",
+        metavar="DIR",
+        default=None,
+        action=Given,
+        help="run directory, created (a folder, not a file; default: runs/TASK-CELL-sSEED)",
     )
-    parser.add_argument("--resume", metavar="DIR", default=None, help="continue the run in DIR (up to --steps if given)")
+    parser.add_argument(
+        "--resume",
+        metavar="DIR",
+        default=None,
+        help=f"continue the run in DIR; of the other flags only {', '.join(RESUME_FLAGS)} may change it "
+        "(--text: where a charlm corpus is now, if it moved)",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from lstmlab.errors import InvalidArgument
-    from lstmlab.train import Diverged, Trainer
+    from lstmlab.train import Trainer
 
+    given = set(getattr(args, "given", ()))
     flags = {**FLAGS, "run_dir": "--resume"} if args.resume is not None else FLAGS
     try:
         if args.resume is not None and args.config is not None:
             detail = f"does not apply with --resume (the run keeps its own); got {args.config!r}"
             raise InvalidArgument("train", "--config", detail)
         if args.resume is not None:
-            if args.threads is not None:
-                set_threads("train", args.threads)
-            trainer = Trainer.resume(args.resume, steps=args.steps)
+            trainer = resume(args, given)
             choose_threads("train", args, trainer.config)
         else:
             config = train_config("train", args, args.cell)
             out = args.out or str(Path("runs") / f"{config.task}-{config.cell}-s{config.seed}")
-            trainer = Trainer(config, out)
+            trainer = Trainer(config, out, overwrite=args.overwrite)
     except (ValueError, TypeError) as error:
         return fail("train", error, flags)
+
+    with trainer:
+        return train(trainer, args, flags)
+
+
+def resume(args: argparse.Namespace, given: set[str]) -> Any:
+    """The trainer of the run in --resume, with the changes the flags allow; an error naming
+    the flags that would change what defines the run."""
+    from lstmlab.errors import InvalidArgument
+    from lstmlab.models import cell_name
+    from lstmlab.train import TrainConfig, Trainer, conflict_error, read_checkpoint, resume_conflicts
+
+    if args.overwrite:
+        raise InvalidArgument("train", "--overwrite", "cannot go with --resume; choose one")
+    defining = sorted(given - RESUMABLE)
+    if defining:  # (else the checkpoint is read once, by the resume that owns the directory)
+        stored = TrainConfig.from_dict(read_checkpoint(args.resume)["config"])
+        wanted = TrainConfig.from_dict({**vars(stored)})
+        wanted.task_options = dict(stored.task_options)
+        conflicts: dict[str, tuple[Any, Any]] = {}
+        for dest in defining:
+            if dest == "out":
+                if Path(args.out).resolve() != Path(args.resume).resolve():
+                    conflicts["out"] = (args.resume, args.out)
+            elif dest in TASK_OPTIONS:
+                wanted.task_options[TASK_OPTIONS[dest]] = getattr(args, dest)
+            else:
+                setattr(wanted, CONFIG_FIELDS.get(dest, dest), cell_name(args.cell) if dest == "cell" else getattr(args, dest))
+        conflicts.update(resume_conflicts(stored, wanted))
+        if conflicts:
+            raise conflict_error("train", "--resume", args.resume, conflicts, {**FLAGS, "batch_size": "--batch", "out": "--out"})
+    settings = {}
+    if args.threads is not None:
+        set_threads("train", args.threads)
+        settings["threads"] = args.threads
+    changes = {
+        "steps": args.steps,
+        "lr": args.lr if "lr" in given else None,
+        "eval_every": args.eval_every if "eval_every" in given else None,
+        "stop_when_solved": False if args.no_early_stop else None,
+        "max_minutes": args.max_minutes if "max_minutes" in given else None,
+    }
+    return Trainer.resume(args.resume, text=args.text, settings=settings, **changes)
+
+
+def train(trainer: Any, args: argparse.Namespace, flags: dict[str, str]) -> int:
+    """Run `trainer` with a progress bar, print the summary; the exit status."""
+    from lstmlab.train import Diverged
 
     if not args.quiet and not args.json:
         what = "resuming" if args.resume else "training"
@@ -68,6 +132,11 @@ def run(args: argparse.Namespace) -> int:
             f"{trainer.describe()['parameters']} parameters) in {trainer.run_dir}, from step {trainer.step}",
             file=sys.stderr,
         )
+    if args.resume and not args.json:
+        if trainer.solved_at is not None and trainer.config.stop_when_solved:
+            print(f"the run was solved at step {trainer.solved_at}; add --no-early-stop to train on", file=sys.stderr)
+        elif trainer.step >= trainer.config.steps:
+            print(f"the run is at step {trainer.step} of {trainer.config.steps}; give a larger --steps to go on", file=sys.stderr)
     try:
         for _ in progress(trainer, args.quiet, trainer.config.cell, args.progress_every):
             pass
@@ -77,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         trainer.interrupted = True
         trainer.save()
+    except (ValueError, TypeError) as error:  # a file of the run that cannot be written
+        return fail("train", error, flags)
 
     summary = trainer.summary()
     if args.json:

@@ -53,6 +53,8 @@ Extra state
         from the task without the data (e.g. a vocabulary), stored in every
         checkpoint and restored by resume and `load_run`. Plain Python values or
         tensors. Default: nothing.
+    `verify_state(state)`: raise if the data the task reads differs from the data
+        `state` was taken from (a resume checks it). Default: nothing to check.
 
 `SupervisedTask` implements `train_batch` and `evaluate` for tasks of independent
 sequences from `make_batch(rng, size)` and `metrics(outputs, batch)`.
@@ -156,6 +158,11 @@ class Task(ABC):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned."""
+        return None
+
+    def verify_state(self, state: dict[str, Any]) -> None:
+        """Raise InvalidArgument if the data this task reads is not the data `state` (from
+        `state_dict`) was taken from, e.g. a corpus that changed; a resume calls it."""
         return None
 
     def better(self, a: float, b: float) -> bool:
