@@ -40,7 +40,7 @@ TASKS = (
         {"eval_len": 5_000},
     ),
 )
-QUICK = {"steps": 80, "hidden": 32}
+QUICK = {"steps": 120, "hidden": 32}
 FULL = {"steps": 800, "hidden": 64}
 
 SETUP = [
@@ -48,7 +48,7 @@ SETUP = [
     "size, input noise) and compared the distributions of the best results, on TIMIT, IAM Online and JSB Chorales. We "
     "train every cell with the same settings (Adam, lr 1e-2, clipping at 1, forget bias 1 where the cell has a forget gate) "
     "for the same number of steps on small synthetic tasks, and compare the final held-out metric across seeds.",
-    "Budgets are equal in optimiser steps (quick mode: 80 steps of 64 sequences, 32 units; full mode: 800 steps, 64 units); "
+    "Budgets are equal in optimiser steps (quick mode: 120 steps of 64 sequences, 32 units; full mode: 800 steps, 64 units); "
     "a run cut by its share of the wall-clock budget shows fewer steps in the table.",
     "Welch's t-test of each cell's final metric against vanilla's, two-sided, at 0.05, without correction for the nine "
     "comparisons per task; Greff et al. used Welch's t-test on the top 10% of their random-search trials.",

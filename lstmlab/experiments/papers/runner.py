@@ -4,9 +4,10 @@ printing progress, the elapsed time and an ETA, and collect one outcome per run.
 A paper module (`lstmlab.experiments.papers.hochreiter1997`, ...) says which runs to make
 (`Run`: an experiment key, a cell, a seed and the `TrainConfig`) and how to tabulate the
 outcomes; this module only trains them, through the public trainer (`lstmlab.train.Trainer`).
-Each run gets a share of the budget (`max_minutes`) in proportion to its `weight`, so the
-whole command ends within its budget whatever the machine's speed; a run that is cut by
-its share counts as not solved, and the tables say so.
+Each run gets a share of the budget left (`max_minutes`) in proportion to its `weight` among
+the runs left, so time a run does not use goes to the later ones and the whole command ends
+within its budget whatever the machine's speed; a run cut by its share counts as not solved,
+and the tables say how many steps each trained.
 """
 
 from __future__ import annotations
@@ -86,10 +87,10 @@ def execute(
     echo: Printer = print,
     threads: int = 1,
 ) -> list[dict[str, Any]]:
-    """Train `runs` one after another, each within its share of `budget_minutes`, and return
+    """Train `runs` one after another, each within its share of the budget left, and return
     their outcomes (`outcome`, plus what `after(run, trainer)` adds). Prints one line per run
-    with the elapsed time and an ETA (the mean time per unit of weight so far, times the
-    weight left, capped by the budget left)."""
+    with the elapsed time and an ETA: the mean time per unit of weight so far times the
+    weight left, and at most the budget left."""
     torch.set_num_threads(threads)
     total_weight = sum(r.weight for r in runs) or 1.0
     start = time.perf_counter()
@@ -97,7 +98,8 @@ def execute(
     done_weight = 0.0
     echo(f"{len(runs)} runs within {clock(budget_minutes * 60)}")
     for k, run in enumerate(runs, 1):
-        share = budget_minutes * run.weight / total_weight
+        left_minutes = max(budget_minutes - (time.perf_counter() - start) / 60, 1e-3)
+        share = left_minutes * run.weight / (total_weight - done_weight)
         config = replace(run.config, max_minutes=share if run.config.max_minutes is None else min(share, run.config.max_minutes))
         trainer = Trainer(config)
         for _ in trainer.run():
@@ -109,12 +111,13 @@ def execute(
         done_weight += run.weight
         elapsed = time.perf_counter() - start
         left = total_weight - done_weight
-        eta = min(elapsed / done_weight * left, max(0.0, budget_minutes * 60 - elapsed) + 1) if left > 0 else 0.0
+        at_most = max(0.0, budget_minutes * 60 - elapsed) if left > 0 else 0.0
+        eta = min(elapsed / done_weight * left, at_most)
         status = f"solved at step {row['solved_at']}" if row["solved"] else f"not solved in {row['steps']} steps"
         value = row["value"]
         shown = f"{value:.4g}" if isinstance(value, float) and math.isfinite(value) else str(value)
         echo(
             f"[{k}/{len(runs)}] {run.experiment} {run.cell} seed {run.seed}: {status}, {row['metric']} {shown} "
-            f"({row['seconds']:.0f}s) | elapsed {clock(elapsed)}, ETA {clock(eta)}"
+            f"({row['seconds']:.0f}s) | elapsed {clock(elapsed)}, ETA {clock(eta)} (at most {clock(at_most)})"
         )
     return results
