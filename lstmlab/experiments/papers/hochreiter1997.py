@@ -69,8 +69,8 @@ FORGET_BIAS = 5.0
 near sigma(b) passes sigma(b)^p of the gradient back over p steps: sigma(1)^100 = 2e-14,
 sigma(5)^100 = 0.51, the smallest round bias that keeps half of it over the paper's longest
 lag of experiment 2a (Gers et al. 2000 and Jozefowicz et al. 2015 advise a positive, large
-bias). It is not enough on its own: see docs/papers.md for the runs at p = 100 that bias 1,
-3, 5 and 10 did not solve within 1,500 steps."""
+bias). It is not enough on its own: at p = 100 biases 3, 5 and 10 left the LSTM with a forget
+gate unsolved in 1,500 to 4,000 steps (docs/papers.md)."""
 
 
 def plan(quick: bool, seeds: int, hidden: int = 64) -> list[Run]:
