@@ -167,7 +167,21 @@ def test_lstm_solves_long_lag_at_p_100_and_the_rnn_does_not() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(reason="measured: with seed 0 the NFG predicts a whole 100,000-symbol stream at step 1,200 (docs/papers.md)")
 def test_lstm_without_forget_gate_fails_continual_reber_at_the_papers_stream_length() -> None:
     nfg = train_once("reber-continual", {}, "nfg", lr=1e-2, steps=2000, eval_every=100)
     assert nfg.solved_at is None
     assert nfg.last_eval is not None and nfg.last_eval["first_error"] < 100_000
+
+
+@pytest.mark.slow
+def test_without_a_forget_gate_the_cell_state_grows_with_the_stream_and_with_one_it_does_not() -> None:
+    from lstmlab.experiments.papers.gers2000 import cell_state_magnitude
+
+    options = {"eval_len": 10_000}
+    nfg = train_once("reber-continual", options, "nfg", lr=1e-2, steps=500, eval_every=500, stop_when_solved=False)
+    lstm = train_once("reber-continual", options, "lstm", lr=1e-2, steps=500, eval_every=500, stop_when_solved=False)
+    grows, bounded = cell_state_magnitude(nfg, 10_000), cell_state_magnitude(lstm, 10_000)
+    assert grows[-1] > 5 * grows[0] and all(a < b for a, b in zip(grows, grows[1:]))  # growing all along
+    assert max(bounded) < 3 * bounded[0]
+    assert lstm.last_eval is not None and lstm.last_eval["solved"]
