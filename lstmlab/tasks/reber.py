@@ -175,8 +175,8 @@ class ContinualReber(Task):
     Gers et al. stop a test stream at the first wrong prediction and measure performance
     by the symbols predicted until then; `first_error` is that count (the position of
     the first wrong prediction, `eval_len` when there is none). A shorter stream (e.g.
-    `eval_len=2000`) is too short to show the failure of the LSTM without a forget gate,
-    whose cell state grows with the stream: it can pass 2,000 symbols and fail later.
+    `eval_len=2000`) is a weaker test: the paper's point is that the LSTM without a forget
+    gate, whose cell state grows with the stream, may be right for a while and fail later.
     `eval_size` > 1 tests that many independent streams, all of which must be right.
     """
 
