@@ -149,6 +149,13 @@ class EmbeddedReber(SupervisedTask):
         return metrics["strings_correct"] == 1.0
 
 
+def first_error(correct: Tensor) -> int:
+    """The number of steps predicted right before the first wrong one in any stream:
+    `correct` (T, B) bool; T when every step is right."""
+    wrong = (~correct).any(1).nonzero()
+    return int(wrong[0, 0]) if len(wrong) else int(correct.shape[0])
+
+
 class ContinualReber(Task):
     """Continual embedded Reber grammar: one endless stream of embedded Reber strings,
     never reset, predicted symbol by symbol.
@@ -162,9 +169,15 @@ class ContinualReber(Task):
     after an E is the next string's B. Loss: cross-entropy (nats) over all steps.
     Baseline: the best predictor that sees only the current symbol (computed from
     the held-out streams).
-    Success (after the paper's, on a shorter stream): every symbol of the held-out
-    streams (`eval_size` streams of `eval_len` symbols, one pass each) has its legal
-    successors as the most active outputs.
+    Success (the paper's): the network, never reset, predicts every symbol of one
+    unsegmented test stream of `eval_len` symbols (default 100,000, the length of the
+    paper's test streams) with its legal successors as the most active outputs.
+    Gers et al. stop a test stream at the first wrong prediction and measure performance
+    by the symbols predicted until then; `first_error` is that count (the position of
+    the first wrong prediction, `eval_len` when there is none). A shorter stream (e.g.
+    `eval_len=2000`) is a weaker test: the paper's point is that the LSTM without a forget
+    gate, whose cell state grows with the stream, may be right for a while and fail later.
+    `eval_size` > 1 tests that many independent streams, all of which must be right.
     """
 
     metric = "loss"
@@ -173,7 +186,7 @@ class ContinualReber(Task):
     token_inputs = True
 
     def __init__(
-        self, *, seq_len: int = 100, batch_size: int = 64, stream_chunks: int = 50, eval_size: int = 16, eval_len: int = 2000
+        self, *, seq_len: int = 100, batch_size: int = 64, stream_chunks: int = 50, eval_size: int = 1, eval_len: int = 100_000
     ) -> None:
         self.seq_len = _checks.positive_int("reber-continual", "seq_len", seq_len)
         self.batch_size = _checks.positive_int("reber-continual", "batch_size", batch_size)
@@ -235,7 +248,11 @@ class ContinualReber(Task):
         batch = self.eval_batch()
         outputs, _ = predict(batch.inputs)
         correct = _step_correct(outputs, batch.extra["legal"])
-        return {"loss": float(self.loss(outputs, batch)), "steps_correct": float(correct.float().mean())}
+        return {
+            "loss": float(self.loss(outputs, batch)),
+            "steps_correct": float(correct.float().mean()),
+            "first_error": float(first_error(correct)),
+        }
 
     def solved(self, metrics: dict[str, float]) -> bool:
         return metrics["steps_correct"] == 1.0

@@ -34,6 +34,9 @@ class TemporalOrder(SupervisedTask):
     Baseline: a memoryless (uniform) guess scores ln 4 (6b: ln 8).
     Success (the paper's): every held-out sequence is classified correctly, correct
     meaning every output unit within 0.3 of the one-hot target.
+    Defaults: T = 100, the paper's; with `lstmlab train`'s defaults 6a is not solved after
+    4,000 steps (loss ln 4, seed 11), against the paper's 31,390 sequences; at T = 30 it is
+    solved at step 200 with lr 1e-2 (docs/papers.md).
     """
 
     metric = "loss"

@@ -1,0 +1,51 @@
+"""`lstmlab paper NAME`: a paper's experiments at its own scale, with a report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lstmlab.cli._errors import fail
+
+FLAGS = {"seeds": "--seeds", "minutes": "--minutes", "name": "NAME"}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from lstmlab.experiments.papers import PAPERS
+
+    names = "; ".join(f"{k}: {v}" for k, v in PAPERS.items())
+    parser = subparsers.add_parser(
+        "paper",
+        help="run a paper's experiments (hochreiter1997, gers2000, greff2015) and write a report",
+        description=f"Run the experiments of a paper at its lags with its success criteria, several seeds per cell, "
+        f"within a wall-clock budget (--quick: 4.5 minutes; full: 55 minutes), printing progress, the elapsed time and "
+        f"an ETA; write results.json, runs.csv, table-*.csv, figures.png (with matplotlib) and a self-contained "
+        f"report.html into --out. Papers: {names}.",
+    )
+    parser.add_argument("name", metavar="NAME", help="hochreiter1997, gers2000 or greff2015")
+    parser.add_argument("--quick", action="store_true", help="small budgets: the qualitative result in under 5 minutes")
+    parser.add_argument(
+        "--seeds", type=int, default=None, help="seeds (trials) per cell (default: per paper, fewer with --quick)"
+    )
+    parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget of all runs (default: 4.5 quick, 55 full)")
+    parser.add_argument("--out", metavar="DIR", default=None, help="output directory (default: runs/paper-NAME)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lstmlab.experiments.papers import paper_module, run_paper
+
+    try:
+        paper_module(args.name)
+    except ValueError as error:
+        return fail("paper", error, FLAGS)
+    out = Path(args.out or Path("runs") / f"paper-{args.name}")
+    try:
+        echo = lambda line: print(line, file=sys.stderr, flush=True)  # progress on stderr, the files on stdout
+        written = run_paper(args.name, out, quick=args.quick, seeds=args.seeds, minutes=args.minutes, echo=echo)
+    except (ValueError, TypeError) as error:
+        return fail("paper", error, FLAGS)
+    for kind, path in written.items():
+        print(f"{kind}: {path}")
+    return 0

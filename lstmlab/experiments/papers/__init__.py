@@ -1,0 +1,78 @@
+"""The papers' experiments at their own scale, one module per paper, run by `lstmlab paper NAME`.
+
+A paper module provides TITLE, SETUP (how our set-up differs, as sentences), `plan(quick,
+seeds) -> list[Run]`, `tables(runs)`, `figures(runs)`, `findings(runs)` and optionally
+`after(run, trainer)` (extra measurements of each trained network). `run_paper` trains
+the plan within a wall-clock budget (`runner.execute`) and writes the files (`report.write`).
+
+    >>> from lstmlab.experiments.papers import PAPERS
+    >>> sorted(PAPERS)
+    ['gers2000', 'greff2015', 'hochreiter1997']
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lstmlab.errors import InvalidArgument
+from lstmlab.experiments.papers.report import Report, write
+from lstmlab.experiments.papers.runner import clock, execute
+
+PAPERS = {
+    "hochreiter1997": "Hochreiter & Schmidhuber 1997 (experiments 1, 2a, 4, 6a, 6b)",
+    "gers2000": "Gers, Schmidhuber & Cummins 2000 (continual embedded Reber)",
+    "greff2015": "Greff et al. 2015 (the LSTM odyssey: eight variants against vanilla)",
+}
+QUICK_MINUTES = 4.5  # `--quick` ends within 5 minutes on a 2-core CPU, writing the files included
+FULL_MINUTES = 55.0
+DEFAULT_SEEDS = {"hochreiter1997": (1, 3), "gers2000": (2, 5), "greff2015": (2, 4)}  # (quick, full)
+
+
+def paper_module(name: str) -> Any:
+    """The module of paper `name`; an unknown name is an error naming the argument."""
+    if name not in PAPERS:
+        raise InvalidArgument("paper", "name", f"must be one of {', '.join(PAPERS)}; got {name!r}")
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def run_paper(
+    name: str,
+    out_dir: str | Path,
+    *,
+    quick: bool = False,
+    seeds: int | None = None,
+    minutes: float | None = None,
+    echo: Callable[[str], None] = print,
+) -> dict[str, str]:
+    """Run paper `name`'s experiments and write its files into `out_dir`; returns what was
+    written ({"json", "csv", "png" or "note", "html"}: paths or the note)."""
+    module = paper_module(name)
+    if seeds is None:
+        seeds = DEFAULT_SEEDS[name][0 if quick else 1]
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise InvalidArgument("paper", "seeds", f"must be a positive int; got {seeds!r}")
+    if minutes is None:
+        minutes = QUICK_MINUTES if quick else FULL_MINUTES
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not minutes > 0:
+        raise InvalidArgument("paper", "minutes", f"must be a positive number; got {minutes!r}")
+    runs = module.plan(quick, seeds)
+    start = time.perf_counter()
+    rows = execute(runs, minutes, after=getattr(module, "after", None), echo=echo)
+    elapsed = time.perf_counter() - start
+    report = Report(
+        paper=name,
+        title=module.TITLE,
+        quick=quick,
+        settings={"mode": "quick" if quick else "full", "seeds": seeds, "budget": clock(minutes * 60), "elapsed": clock(elapsed)},
+        setup=list(module.SETUP),
+        tables=module.tables(rows),
+        figures=module.figures(rows),
+        findings=module.findings(rows),
+        runs=rows,
+        elapsed_seconds=elapsed,
+    )
+    return write(report, out_dir)

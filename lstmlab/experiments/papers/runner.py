@@ -1,0 +1,123 @@
+"""The shared runner of `lstmlab paper NAME`: train a list of runs within a wall-clock budget,
+printing progress, the elapsed time and an ETA, and collect one outcome per run.
+
+A paper module (`lstmlab.experiments.papers.hochreiter1997`, ...) says which runs to make
+(`Run`: an experiment key, a cell, a seed and the `TrainConfig`) and how to tabulate the
+outcomes; this module only trains them, through the public trainer (`lstmlab.train.Trainer`).
+Each run gets a share of the budget left (`max_minutes`) in proportion to its `weight` among
+the runs left, so time a run does not use goes to the later ones and the whole command ends
+within its budget whatever the machine's speed; a run cut by its share counts as not solved,
+and the tables say how many steps each trained.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from lstmlab.train import TrainConfig, Trainer
+
+Printer = Callable[[str], None]
+After = Callable[["Run", Trainer], dict[str, Any]]
+
+
+@dataclass
+class Run:
+    """One training run of a paper's experiment: `experiment` (a key of the paper's table),
+    `cell`, `seed` and the full `config` (its `cell` and `seed` are these); `weight` is its
+    share of the budget relative to the other runs."""
+
+    experiment: str
+    config: TrainConfig
+    weight: float = 1.0
+
+    @property
+    def cell(self) -> str:
+        return self.config.cell
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+
+def clock(seconds: float) -> str:
+    """Seconds as `1h02m03s`, `2m03s` or `3s`."""
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def outcome(run: Run, trainer: Trainer) -> dict[str, Any]:
+    """The row of one finished run: its settings, whether and when it was solved, the final metric."""
+    summary = trainer.summary()
+    batch = int(trainer.task.options().get("batch_size", getattr(trainer.task, "batch_size", 64)))
+    solved_at = summary["solved_at"]
+    return {
+        "experiment": run.experiment,
+        "task": run.config.task,
+        "task_options": dict(run.config.task_options),
+        "cell": run.cell,
+        "seed": run.seed,
+        "hidden": run.config.hidden,
+        "lr": run.config.lr,
+        "forget_bias": run.config.forget_bias,
+        "batch_size": batch,
+        "steps": summary["steps"],
+        "solved": summary["solved"],
+        "solved_at": solved_at,
+        "sequences": None if solved_at is None else solved_at * batch,
+        "metric": summary["metric"],
+        "value": summary["value"],
+        "baseline": summary["baseline"],
+        "seconds": summary["seconds"],
+    }
+
+
+def execute(
+    runs: list[Run],
+    budget_minutes: float,
+    *,
+    after: After | None = None,
+    echo: Printer = print,
+    threads: int = 1,
+) -> list[dict[str, Any]]:
+    """Train `runs` one after another, each within its share of the budget left, and return
+    their outcomes (`outcome`, plus what `after(run, trainer)` adds). Prints one line per run
+    with the elapsed time and an ETA: the mean time per unit of weight so far times the
+    weight left, and at most the budget left."""
+    torch.set_num_threads(threads)
+    total_weight = sum(r.weight for r in runs) or 1.0
+    start = time.perf_counter()
+    results: list[dict[str, Any]] = []
+    done_weight = 0.0
+    echo(f"{len(runs)} runs within {clock(budget_minutes * 60)}")
+    for k, run in enumerate(runs, 1):
+        left_minutes = max(budget_minutes - (time.perf_counter() - start) / 60, 1e-3)
+        share = left_minutes * run.weight / (total_weight - done_weight)
+        config = replace(run.config, max_minutes=share if run.config.max_minutes is None else min(share, run.config.max_minutes))
+        trainer = Trainer(config)
+        for _ in trainer.run():
+            pass
+        row = outcome(run, trainer)
+        if after is not None:
+            row.update(after(run, trainer))
+        results.append(row)
+        done_weight += run.weight
+        elapsed = time.perf_counter() - start
+        left = total_weight - done_weight
+        at_most = max(0.0, budget_minutes * 60 - elapsed) if left > 0 else 0.0
+        eta = min(elapsed / done_weight * left, at_most)
+        status = f"solved at step {row['solved_at']}" if row["solved"] else f"not solved in {row['steps']} steps"
+        value = row["value"]
+        shown = f"{value:.4g}" if isinstance(value, float) and math.isfinite(value) else str(value)
+        echo(
+            f"[{k}/{len(runs)}] {run.experiment} {run.cell} seed {run.seed}: {status}, {row['metric']} {shown} "
+            f"({row['seconds']:.0f}s) | elapsed {clock(elapsed)}, ETA {clock(eta)} (at most {clock(at_most)})"
+        )
+    return results

@@ -1,0 +1,187 @@
+"""`lstmlab paper NAME`: Welch's t-test against known values, tiny-budget runs of each command
+(every file written and parsed, every table row present, the report whole in an HTML5 parser),
+and, marked slow, the qualitative results at the papers' lags."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from lstmlab.cli import main
+from lstmlab.experiments.papers import PAPERS, paper_module
+from lstmlab.experiments.papers.report import quartiles
+from lstmlab.experiments.papers.stats import incomplete_beta, t_two_sided, welch
+
+# -- Welch's t-test ------------------------------------------------------------------------
+
+# Welch's (1947) test on two samples of 15, the worked example of Wikipedia's "Welch's t-test"
+# article: t = -2.46, df = 24.99, p = 0.021.
+A1 = [27.5, 21.0, 19.0, 23.6, 17.0, 17.9, 16.9, 20.1, 21.9, 22.6, 23.1, 19.6, 19.0, 21.7, 21.4]
+A2 = [27.1, 22.0, 20.8, 23.4, 23.4, 23.5, 25.8, 22.0, 24.8, 20.2, 21.9, 22.1, 22.9, 20.5, 24.4]
+
+
+def test_welch_matches_the_published_worked_example() -> None:
+    r = welch(A1, A2)
+    assert r.t == pytest.approx(-2.46, abs=0.005) and r.df == pytest.approx(24.99, abs=0.01)
+    assert r.p == pytest.approx(0.021, abs=5e-4)
+    swapped = welch(A2, A1)
+    assert (swapped.t, swapped.df, swapped.p) == pytest.approx((-r.t, r.df, r.p))
+
+
+def test_student_t_tails_match_their_closed_forms() -> None:
+    for t in (0.3, 1.0, 2.5, 10.0):
+        assert t_two_sided(t, 1) == pytest.approx(1 - 2 / math.pi * math.atan(t), rel=1e-10)  # Cauchy
+        assert t_two_sided(t, 2) == pytest.approx(1 - t / math.sqrt(t * t + 2), rel=1e-10)
+    assert t_two_sided(1.959963984540054, 1e9) == pytest.approx(0.05, rel=1e-6)  # the normal limit
+    assert t_two_sided(0.0, 5) == pytest.approx(1.0)
+    # equal variances and sizes: Welch's df is 2n - 2 and its t is Student's; p from the df = 6 closed form
+    r = welch([1.0, 2.0, 3.0, 4.0], [3.0, 4.0, 5.0, 6.0])
+    assert r.df == pytest.approx(6.0) and r.t == pytest.approx(-2 / math.sqrt(5 / 6))
+    # df = 6: p = 1 - s (1 + c^2/2 + 3 c^4/8) with s = t / sqrt(6 + t^2) = 2/3, c^2 = 5/9, i.e. 23/324
+    assert r.p == pytest.approx(23 / 324)
+
+
+def test_incomplete_beta_special_cases() -> None:
+    for x in (0.0, 0.1, 0.5, 0.9, 1.0):
+        assert incomplete_beta(1, 1, x) == pytest.approx(x)
+        assert incomplete_beta(3, 1, x) == pytest.approx(x**3)
+        assert incomplete_beta(1, 4, x) == pytest.approx(1 - (1 - x) ** 4)
+    assert incomplete_beta(0.5, 0.5, 0.25) == pytest.approx(2 / math.pi * math.asin(0.5))
+    with pytest.raises(ValueError, match="x must be in"):
+        incomplete_beta(1, 1, 1.5)
+
+
+def test_welch_edge_cases() -> None:
+    assert welch([1.0, 1.0], [1.0, 1.0]).p == 1.0
+    assert welch([1.0, 1.0], [2.0, 2.0]).p == 0.0
+    with pytest.raises(ValueError, match="b must hold at least two values; got 1"):
+        welch([1.0, 2.0], [1.0])
+
+
+def test_quartiles() -> None:
+    assert quartiles([4.0, 1.0, 3.0, 2.0, 5.0]) == (2.0, 3.0, 4.0)
+    assert quartiles([7.0]) == (7.0, 7.0, 7.0)
+
+
+# -- the commands on tiny budgets -----------------------------------------------------------
+
+
+def run_tiny(name: str, out: Path, capsys: pytest.CaptureFixture[str], seeds: int = 2) -> dict:
+    assert main(["paper", name, "--quick", "--seeds", str(seeds), "--minutes", "0.02", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "ETA" in captured.err and "elapsed" in captured.err
+    assert f"json: {out / 'results.json'}" in captured.out
+    return json.loads((out / "results.json").read_text())
+
+
+def check_files(out: Path, data: dict) -> None:
+    html5lib = pytest.importorskip("html5lib", reason="the HTML5 parser of this test: pip install html5lib")
+    with open(out / "runs.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(data["runs"]) > 0
+    for table in data["tables"]:
+        with open(out / f"table-{table['key']}.csv", newline="") as f:
+            assert len(list(csv.reader(f))) == len(table["rows"]) + 1
+    if (out / "figures.png").exists():
+        assert (out / "figures.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    tree = html5lib.parse((out / "report.html").read_text(encoding="utf-8"), namespaceHTMLElements=False)
+    scripts = tree.findall(".//script")
+    assert [s.get("id") for s in scripts] == ["report-data"]  # the data, no code
+    assert json.loads(scripts[0].text)["runs"] == json.loads(json.dumps(data["runs"]))
+    for node in tree.iter():
+        for attribute in ("src", "href"):
+            assert not (node.get(attribute) or "").startswith(("http:", "https:", "//"))
+    body_rows = tree.findall(".//table[@class='results']/tbody/tr")
+    assert len(body_rows) == sum(len(t["rows"]) for t in data["tables"])
+    assert tree.findall(".//{http://www.w3.org/2000/svg}svg") and tree.find(".//h2") is not None
+
+
+def test_hochreiter1997_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = run_tiny("hochreiter1997", tmp_path, capsys, seeds=1)
+    module = paper_module("hochreiter1997")
+    rows = data["tables"][0]["rows"]
+    assert [(r[0], r[3]) for r in rows] == [(e, module.CELL_NAMES[c]) for e in module.QUICK for c in module.CELLS]
+    assert {r[2] for r in rows} == {"8,440-39,740 (Table 1)", "5,040 (Table 2)"}  # the paper's figures beside ours
+    check_files(tmp_path, data)
+
+
+def test_gers2000_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    module = paper_module("gers2000")
+    monkeypatch.setitem(module.STREAM, "quick", 2000)
+    data = run_tiny("gers2000", tmp_path, capsys, seeds=1)
+    assert [r[0] for r in data["tables"][0]["rows"]] == [module.CELL_NAMES[c] for c in module.CELLS]
+    for run in data["runs"]:
+        assert len(run["cell_state"]) == 2000 // module.CHUNK and run["first_error"] <= 2000
+    check_files(tmp_path, data)
+
+
+def test_greff2015_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    module = paper_module("greff2015")
+    monkeypatch.setitem(module.QUICK, "steps", 2)
+    monkeypatch.setitem(module.QUICK, "hidden", 4)
+    monkeypatch.setattr(module, "CELLS", ("vanilla", "nfg"))  # two of the ten cells keep this test short
+    data = run_tiny("greff2015", tmp_path, capsys, seeds=2)
+    rows = data["tables"][0]["rows"]
+    assert [(r[0], r[1].lower()) for r in rows] == [(t.key, c) for t in module.TASKS for c in module.CELLS]
+    assert all(r[2] == 2 for r in rows)
+    assert all(r[8] in ("reference", "worse", "better", "no difference") for r in rows)
+    assert len(data["findings"]) == 6
+    check_files(tmp_path, data)
+
+
+def test_paper_rejects_an_unknown_name_and_bad_seeds(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["paper", "lecun1998"]) == 2
+    assert "paper: NAME must be one of hochreiter1997, gers2000, greff2015; got 'lecun1998'" in capsys.readouterr().err
+    assert main(["paper", "gers2000", "--seeds", "0"]) == 2
+    assert "paper: --seeds must be a positive int; got 0" in capsys.readouterr().err
+    assert set(PAPERS) == {"hochreiter1997", "gers2000", "greff2015"}
+
+
+# -- the qualitative results (slow) ------------------------------------------------------------
+
+
+def train_once(task: str, options: dict, cell: str, lr: float, steps: int, seed: int = 0, **extra):
+    from lstmlab.train import TrainConfig, Trainer
+
+    settings = {"eval_every": 50, **extra}
+    config = TrainConfig(task=task, task_options=options, cell=cell, lr=lr, steps=steps, seed=seed, backend="fused", **settings)
+    trainer = Trainer(config)
+    for _ in trainer.run():
+        pass
+    return trainer
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="not reached yet: forget bias 1 to 10 left p = 100 unsolved in our budgets (docs/papers.md)")
+def test_lstm_solves_long_lag_at_p_100_and_the_rnn_does_not() -> None:
+    from lstmlab.experiments.papers.hochreiter1997 import FORGET_BIAS
+
+    lstm = train_once("long-lag", {"seq_len": 100}, "lstm", lr=1e-2, steps=3000, forget_bias=FORGET_BIAS)
+    assert lstm.solved_at is not None
+    rnn = train_once("long-lag", {"seq_len": 100}, "rnn", lr=1e-2, steps=3000)
+    assert rnn.solved_at is None
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="measured: with seed 0 the NFG predicts a whole 100,000-symbol stream at step 1,200 (docs/papers.md)")
+def test_lstm_without_forget_gate_fails_continual_reber_at_the_papers_stream_length() -> None:
+    nfg = train_once("reber-continual", {}, "nfg", lr=1e-2, steps=2000, eval_every=100)
+    assert nfg.solved_at is None
+    assert nfg.last_eval is not None and nfg.last_eval["first_error"] < 100_000
+
+
+@pytest.mark.slow
+def test_without_a_forget_gate_the_cell_state_grows_with_the_stream_and_with_one_it_does_not() -> None:
+    from lstmlab.experiments.papers.gers2000 import cell_state_magnitude
+
+    options = {"eval_len": 10_000}
+    nfg = train_once("reber-continual", options, "nfg", lr=1e-2, steps=500, eval_every=500, stop_when_solved=False)
+    lstm = train_once("reber-continual", options, "lstm", lr=1e-2, steps=500, eval_every=500, stop_when_solved=False)
+    grows, bounded = cell_state_magnitude(nfg, 10_000), cell_state_magnitude(lstm, 10_000)
+    assert grows[-1] > 5 * grows[0] and all(a < b for a, b in zip(grows, grows[1:]))  # growing all along
+    assert max(bounded) < 3 * bounded[0]
+    assert lstm.last_eval is not None and lstm.last_eval["solved"]
