@@ -129,6 +129,10 @@ def _check_example(stack: LSTM | GRU | RNN, x: Any, hx: Any, token_inputs: bool)
     if x.dim() != rank:
         layout = "(T, B) ids" if token_inputs else ("(B, T, input_size)" if stack.batch_first else "(T, B, input_size)")
         raise ShapeMismatch(_OWNER, "example_input", f"must be {rank}-D {layout}; got shape {tuple(x.shape)}")
+    if not token_inputs and x.shape[-1] != stack.input_size:
+        raise ShapeMismatch(
+            _OWNER, "example_input", f"must have input_size={stack.input_size} features (last axis); got shape {tuple(x.shape)}"
+        )
     if hx is not None:
         stack._states(hx, x.shape[0 if stack.batch_first else 1], True, weight)  # the module's own checks
 

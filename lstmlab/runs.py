@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from lstmlab.errors import InvalidArgument, Unsupported, WrongType
+from lstmlab.errors import InvalidArgument, LstmlabError, Unsupported, WrongType
 from lstmlab.models import SequenceModel
 from lstmlab.tasks.base import Task
 
@@ -76,10 +76,13 @@ class Run:
             seed = secrets.randbits(63)
         elif isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise InvalidArgument("Run.generate", "seed", f"must be a non-negative int or None; got {seed!r}")
-        check_options(temperature, top_k, length)
         vocab = self.task.vocabulary
         start = prime or default_prime(vocab)
-        encode_prime(vocab, start)
+        try:
+            check_options(temperature, top_k, length)
+            encode_prime(vocab, start)
+        except LstmlabError as error:  # named as Run.generate, the method called, not `sample` or `charlm`
+            raise error.relabel(owner="Run.generate") from None
         step = model_step(self.model)
         if self.device.type != "cpu":  # sampling feeds CPU ids and reads CPU logits
             on_cpu = step
@@ -110,9 +113,14 @@ def load(run_dir: str | Path, map_location: str | torch.device | None = None, *,
     if where is not None and not isinstance(where, (str, torch.device)):
         raise WrongType("load", "device", f"must be a str or torch.device; got {type(where).__name__}")
     target = torch.device("cpu" if where is None else where)
+    if target.type == "cuda" and not torch.cuda.is_available():  # else torch's AssertionError from deep inside .to()
+        raise Unsupported("load", "device", f"needs CUDA, which this torch build or machine lacks; got {str(target)!r}")
     from lstmlab.train import load_run  # lstmlab.train imports the package's version: import it once lstmlab is
 
-    loaded = load_run(run_dir, device=str(target))
+    try:
+        loaded = load_run(run_dir, device=str(target))
+    except LstmlabError as error:  # named as `load`, the function called, not `train`
+        raise error.relabel(owner="load") from None
     return Run(
         model=loaded.model,
         config=loaded.config,

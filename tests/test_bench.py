@@ -45,6 +45,8 @@ def test_bench_modules_run_on_the_backend_asked_for() -> None:
         (["--cells", ","], "--cells must be among .*; got ','"),
         (["--repeats", "-1"], "--repeats must be positive; got -1"),
         (["--ort-only", "--no-ort"], "--ort-only and --no-ort exclude each other; got both"),
+        (["--json-out", "."], r"--json-out must name a file, not a directory; got '\.'"),
+        (["--step", "--ort-only"], r"--ort-only does not apply with --step"),
     ],
 )
 def test_bench_refuses_bad_arguments(args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:

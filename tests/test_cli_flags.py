@@ -154,6 +154,16 @@ def test_config_file_in_toml(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert (config["hidden"], config["steps"], config["task_options"]["seq_len"]) == (6, 2, 5)
 
 
+def test_toml_config_with_an_unknown_key_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("tomllib", reason="TOML configs need Python 3.11 or later")
+    path = tmp_path / "run.toml"
+    path.write_text('task = "adding"\nhiddn = 6\nsteps = 2\n')
+    assert main(["train", "--config", str(path), "--out", str(tmp_path / "run"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("train: --config must use only TrainConfig fields (") and err.endswith(f"{str(path)!r} has hiddn\n")
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [(None, "must be a readable file"), ("{not json", "must hold a JSON object"), ("[1, 2]", "must hold a JSON object")],

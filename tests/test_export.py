@@ -152,6 +152,10 @@ def test_export_onnx_refuses_what_is_not_a_recurrent_model(tmp_path: Path) -> No
         )
     with pytest.raises(ValueError, match=r"export_onnx: example_input must be 3-D \(T, B, input_size\); got shape \(3, 4\)"):
         lstmlab.export_onnx(lstmlab.GRU(4, 5), torch.randn(3, 4), tmp_path / "m.onnx")
+    with pytest.raises(
+        ValueError, match=r"export_onnx: example_input must have input_size=4 features \(last axis\); got shape \(3, 2, 7\)"
+    ):
+        lstmlab.export_onnx(lstmlab.GRU(4, 5), torch.randn(3, 2, 7), tmp_path / "m.onnx")
 
 
 # -- a trained run, through the command line -------------------------------------------------
@@ -192,6 +196,22 @@ def test_export_command_reports_an_inexpressible_cell_in_one_line(tmp_path: Path
     assert main(["export", str(run_dir), "--onnx", str(tmp_path / "m.onnx")]) == 2
     lacks = "which lacks no output gate (NOG): the operator always has the output gate o"
     assert capsys.readouterr().err == f"export: RUN_DIR cannot be exported to ONNX's LSTM operator, {lacks}\n"
+
+
+def test_export_command_reports_an_unwritable_onnx_path_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    argv = ["train", "--task", "adding", "--steps", "1", "--seq-len", "8", "--hidden", "4", "--quiet"]
+    assert main([*argv, "--out", str(run_dir)]) == 0
+    capsys.readouterr()
+    file = tmp_path / "file"
+    file.write_text("x")
+    cases = [
+        (tmp_path, f"must name a file, not a directory; got {str(tmp_path)!r} (Is a directory)"),
+        (file / "m.onnx", f"must name a file that can be written; got {str(file / 'm.onnx')!r} (Not a directory)"),
+    ]
+    for out, rule in cases:
+        assert main(["export", str(run_dir), "--onnx", str(out)]) == 2
+        assert capsys.readouterr().err == f"export: --onnx {rule}\n"
 
 
 # -- torch.onnx.export: each layer as ONNX's operator ---------------------------------------

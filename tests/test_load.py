@@ -113,8 +113,29 @@ def test_load_errors_name_the_argument(play: Path, tmp_path: Path) -> None:
         run.generate()
     with pytest.raises(ValueError, match=r"load: device must agree with map_location='cpu' \(give one\); got 'meta'"):
         lstmlab.load(tmp_path / "run", map_location="cpu", device="meta")
-    with pytest.raises(ValueError, match=r"train: run_dir must hold checkpoint.pt"):
+    with pytest.raises(ValueError, match=r"^load: run_dir must hold checkpoint.pt"):
         lstmlab.load(tmp_path / "nowhere")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_load_onto_cuda_without_cuda_is_a_message(play: Path, tmp_path: Path) -> None:
+    train(tmp_path / "run", "adding", play, steps=1)
+    with pytest.raises(RuntimeError, match=r"^load: device needs CUDA, which this torch build or machine lacks; got 'cuda'$"):
+        lstmlab.load(tmp_path / "run", map_location="cuda")
+
+
+def test_generate_errors_name_generate_and_the_argument(play: Path, tmp_path: Path) -> None:
+    train(tmp_path / "run", "charlm", play, steps=1)
+    run = lstmlab.load(tmp_path / "run")
+    bad = [
+        ({"length": -1}, r"length must be an integer >= 0; got -1"),
+        ({"temperature": -1.0}, r"temperature must be a finite number >= 0"),
+        ({"top_k": -1}, r"top_k must be an integer >= 0"),
+        ({"prime": "R€"}, r"prime must use only characters of the model's vocabulary"),
+    ]
+    for kwargs, rule in bad:
+        with pytest.raises(ValueError, match=rf"^Run\.generate: {rule}"):
+            run.generate(**{"length": 5, "seed": 0, **kwargs})
 
 
 def test_readme_example_runs(play: Path, tmp_path: Path) -> None:

@@ -141,6 +141,15 @@ def test_paper_rejects_an_unknown_name_and_bad_seeds(capsys: pytest.CaptureFixtu
     assert set(PAPERS) == {"hochreiter1997", "gers2000", "greff2015"}
 
 
+def test_paper_refuses_an_out_that_is_a_file_before_running(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    file = tmp_path / "file"
+    file.write_text("x")
+    for out, reason in ((file, "File exists"), (file / "sub", "Not a directory")):
+        assert main(["paper", "gers2000", "--quick", "--minutes", "10", "--out", str(out)]) == 2
+        captured = capsys.readouterr()
+        assert captured.err == f"paper: --out could not be created: {str(out)!r} ({reason})\n"  # no progress lines: nothing ran
+
+
 # -- the qualitative results (slow) ------------------------------------------------------------
 
 

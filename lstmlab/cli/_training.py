@@ -218,6 +218,13 @@ def read_config_file(command: str, path: str) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise InvalidArgument(command, "--config", f"must hold a JSON object; got {path!r} with a {type(values).__name__}")
     names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown and path.endswith(".toml"):  # a hand-written file: a misspelt key would be silently ignored
+        raise InvalidArgument(
+            command,
+            "--config",
+            f"must use only TrainConfig fields ({', '.join(sorted(names))}); {path!r} has {', '.join(unknown)}",
+        )
     return {key: value for key, value in values.items() if key in names}
 
 

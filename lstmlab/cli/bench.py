@@ -114,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--repeats", repeats), ("--eager-repeats", eager_repeats)):
         if value < 1:
             raise InvalidArgument("bench", flag, f"must be positive; got {value}")
+    if args.json_out is not None and Path(args.json_out).is_dir():  # found before the bench, not after it
+        raise InvalidArgument("bench", "--json-out", f"must name a file, not a directory; got {args.json_out!r}")
+    if args.step and (args.ort_only or args.no_ort):
+        flag = "--ort-only" if args.ort_only else "--no-ort"
+        raise InvalidArgument("bench", flag, "does not apply with --step (it times no ONNX Runtime)")
     if args.cpu_time and not args.step:
         raise InvalidArgument("bench", "--cpu-time", "applies with --step only")
     if args.step:

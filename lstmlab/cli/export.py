@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lstmlab.cli._errors import fail
+from lstmlab.errors import InvalidArgument
 
 if TYPE_CHECKING:
     import torch
@@ -51,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
         path = export_onnx(model, (example, state) if state is not None else example, args.onnx)
     except (ValueError, TypeError) as error:
         return fail("export", error, FLAGS)
+    except OSError as error:
+        rule = "must name a file, not a directory" if Path(args.onnx).is_dir() else "must name a file that can be written"
+        return fail("export", InvalidArgument("export", "--onnx", f"{rule}; got {args.onnx!r} ({error.strerror})"))
     print(path)
     if args.verify:
         try:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from lstmlab.cli._errors import fail
+from lstmlab.errors import InvalidArgument
 
 FLAGS = {"seeds": "--seeds", "minutes": "--minutes", "name": "NAME"}
 
@@ -41,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         return fail("paper", error, FLAGS)
     out = Path(args.out or Path("runs") / f"paper-{args.name}")
+    try:  # before the runs, not after their budget is spent
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return fail("paper", InvalidArgument("paper", "--out", f"could not be created: {str(out)!r} ({error.strerror})"))
     try:
         echo = lambda line: print(line, file=sys.stderr, flush=True)  # progress on stderr, the files on stdout
         written = run_paper(args.name, out, quick=args.quick, seeds=args.seeds, minutes=args.minutes, echo=echo)
