@@ -182,8 +182,10 @@ def test_inference_saves_nothing() -> None:
 
 
 @pytest.fixture
-def two_threads() -> object:
-    """Two torch threads, so that the LSTM's inference splits the units across threads."""
+def two_threads(monkeypatch: pytest.MonkeyPatch) -> object:
+    """Two torch threads, so that the LSTM's inference splits the units across threads, with
+    that inference path on (LSTMLAB_FUSED_INFERENCE=1, read at each call; off by default)."""
+    monkeypatch.setenv("LSTMLAB_FUSED_INFERENCE", "1")
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     yield

@@ -13,6 +13,7 @@
 //   it stores h' and c' only: the gate activations that only backward reads are not
 //   written back.
 
+#include <cstdlib>
 #include <ATen/Parallel.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
@@ -201,6 +202,10 @@ ForwardResult infer(const LSTMFlags& F, const ForwardInputs& in) {
 }  // namespace
 
 bool lstm_inference_runs(const LSTMFlags& flags, const ForwardInputs& in) {
+  // Opt-in (LSTMLAB_FUSED_INFERENCE=1): on an idle machine it measured 1.1-1.4x the time of
+  // the training forward without saves (benchmarks/RESULTS.md), so that forward is the default.
+  const char* opt_in = std::getenv("LSTMLAB_FUSED_INFERENCE");
+  if (opt_in == nullptr || std::strcmp(opt_in, "1") != 0) return false;
   return !in.save && !flags.gate_recurrence && !in.w_hr.defined() && in.x.size(0) > 0 && in.c0.size(1) > 0;
 }
 
