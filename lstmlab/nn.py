@@ -22,6 +22,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from lstmlab import _checks, backends
 from lstmlab.backends import StackConfig
+from lstmlab.backends.masks import regularise
 from lstmlab.backends.onnx_symbolic import OnnxSymbolicBackend
 from lstmlab.cells import CellSpec, GRUSpec, LayerWeights, LSTMSpec, RNNSpec, num_gates, torch_mode
 from lstmlab.cells.lstm import spec_from_flags
@@ -38,7 +39,12 @@ _PARAM_NAMES = {
     "w_hr": "weight_hr",
     "w_ch": "weight_ch",
     "w_gh": "weight_gh",
+    "w_ln_ih": "weight_ln_ih",
+    "w_ln_hh": "weight_ln_hh",
+    "w_ln_c": "weight_ln_c",
+    "b_ln_c": "bias_ln_c",
 }
+_LAYER_NORM_GAINS = ("weight_ln_ih", "weight_ln_hh", "weight_ln_c")  # start at 1 (bias_ln_c at 0)
 
 _ONNX_SYMBOLIC = OnnxSymbolicBackend()
 
@@ -64,6 +70,10 @@ def _layer_shapes(config: StackConfig, layer_input: int) -> dict[str, tuple[int,
     if isinstance(spec, LSTMSpec) and spec.gate_recurrence:
         n = len(spec.recurrent_gates) * H
         shapes["w_gh"] = (n, n)
+    if getattr(spec, "layer_norm", False):
+        shapes["w_ln_ih"] = shapes["w_ln_hh"] = (rows,)
+        if isinstance(spec, LSTMSpec):
+            shapes["w_ln_c"] = shapes["b_ln_c"] = (H,)
     return shapes
 
 
@@ -201,11 +211,14 @@ class _Recurrent(nn.Module):
     # -- parameters ----------------------------------------------------------------
 
     def reset_parameters(self) -> None:
-        """torch's initialisation: uniform in ±1/sqrt(hidden_size); peepholes at zero."""
+        """torch's initialisation: uniform in ±1/sqrt(hidden_size); peepholes at zero;
+        layer normalisation's gains at one and its bias at zero."""
         bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
         with torch.no_grad():
             for name, param in self.named_parameters():
-                if name.startswith(_PARAM_NAMES["w_ch"]):
+                if name.startswith(_LAYER_NORM_GAINS):
+                    param.fill_(1.0)
+                elif name.startswith((_PARAM_NAMES["w_ch"], _PARAM_NAMES["b_ln_c"])):
                     param.zero_()
                 else:
                     param.uniform_(-bound, bound)
@@ -383,13 +396,15 @@ class _Recurrent(nn.Module):
             backend: backends.Backend = _ONNX_SYMBOLIC
         else:
             backend = self._backend_for(x, 1 if x.shape[0] == 1 else None)
-        weights = self.layer_weights()
+        config, weights, masks = self.config, self.layer_weights(), None
+        if config.regularised:
+            weights, masks = regularise(config, weights, x.shape[0], x.shape[1], self.training)
         # Under autocast every backend computes in the parameters' dtype: one behaviour everywhere
         # (oneDNN's LSTM, for one, fails on the mixed dtypes autocast would hand it).
         if torch.is_autocast_enabled(x.device.type):
             with torch.autocast(x.device.type, enabled=False):
-                return backend.run(self.config, x, lengths, state, weights, self.training)
-        return backend.run(self.config, x, lengths, state, weights, self.training)
+                return backend.run(config, x, lengths, state, weights, self.training, masks)
+        return backend.run(config, x, lengths, state, weights, self.training, masks)
 
     def _run(self, input: Any, hx: Any) -> tuple[Any, tuple[Tensor, ...]]:
         """A stack's forward: check, convert to time-major padded form, compute, convert back."""
@@ -443,6 +458,9 @@ class _Recurrent(nn.Module):
         parts += [f"{k}={getattr(self, k)}" for k in self._repr_fields(defaults) if getattr(self, k) != defaults[k]]
         spec = self.config.spec
         parts += [f"{k}={getattr(spec, k)!r}" for k in spec.__dataclass_fields__ if getattr(spec, k) != getattr(type(spec)(), k)]
+        parts += [
+            f"{k}={getattr(self, k)!r}" for k, fields in _REGULARISERS.items() if any(getattr(self.config, f) for f in fields)
+        ]
         if self.backend != "auto":
             parts.append(f"backend={self.backend!r}")
         return ", ".join(parts)
@@ -486,6 +504,76 @@ def _stack_config(
             stacklevel=4,
         )
     return StackConfig(spec, input_size, hidden_size, num_layers, bias, dropout, bidirectional, proj_size)
+
+
+# module attribute -> the StackConfig fields it sets (`lstmlab.cells.regularisers`)
+_REGULARISERS = {
+    "zoneout": ("zoneout_h", "zoneout_c"),
+    "recurrent_dropout": ("recurrent_dropout",),
+    "weight_dropout": ("weight_dropout",),
+}
+
+
+def _with_regularisers(owner: str, config: StackConfig, **values: Any) -> StackConfig:
+    """`config` with the regularisers in `values` (module attribute names) checked and set."""
+    fields: dict[str, float] = {}
+    for name, value in values.items():
+        if name != "zoneout":
+            fields[name] = _checks.probability(owner, name, value)
+        elif isinstance(config.spec, LSTMSpec) and isinstance(value, (tuple, list)):
+            if len(value) != 2:
+                raise InvalidArgument(owner, "zoneout", f"must be a probability or a pair (z_c, z_h) of them; got {value!r}")
+            fields["zoneout_c"] = _checks.probability(owner, "zoneout[0] (z_c)", value[0])
+            fields["zoneout_h"] = _checks.probability(owner, "zoneout[1] (z_h)", value[1])
+        else:
+            z = _checks.probability(owner, "zoneout", value)
+            fields["zoneout_h"], fields["zoneout_c"] = z, (z if isinstance(config.spec, LSTMSpec) else 0.0)
+    return dataclasses.replace(config, **fields)
+
+
+class _Regularised:
+    """Zoneout, recurrent dropout and weight dropout (`lstmlab.cells.regularisers`) as
+    attributes of a stack: set at construction or any time later (none changes a parameter)."""
+
+    _owner: str
+    config: StackConfig
+    backend: str
+
+    def _set_regularisers(self, **values: Any) -> None:
+        config = _with_regularisers(self._owner, self.config, **values)
+        if self.backend != "auto":  # an explicit backend that cannot run them is refused now, not at forward
+            backends.resolve(self.backend, config, self._like(), self._owner)  # type: ignore[attr-defined]
+        self.config = config
+
+    @property
+    def zoneout(self) -> float | tuple[float, float]:
+        """Zoneout probability: the LSTM's (z_c, z_h), or one float where they are equal (the GRU's z_h)."""
+        config = self.config
+        if config.zoneout_c == config.zoneout_h or not isinstance(config.spec, LSTMSpec):
+            return config.zoneout_h
+        return (config.zoneout_c, config.zoneout_h)
+
+    @zoneout.setter
+    def zoneout(self, value: float | tuple[float, float]) -> None:
+        self._set_regularisers(zoneout=value)
+
+    @property
+    def recurrent_dropout(self) -> float:
+        """Probability of dropping each unit of h in the recurrent products, one mask per sequence."""
+        return self.config.recurrent_dropout
+
+    @recurrent_dropout.setter
+    def recurrent_dropout(self, value: float) -> None:
+        self._set_regularisers(recurrent_dropout=value)
+
+    @property
+    def weight_dropout(self) -> float:
+        """Probability of dropping each entry of weight_hh (DropConnect), one mask per forward call."""
+        return self.config.weight_dropout
+
+    @weight_dropout.setter
+    def weight_dropout(self, value: float) -> None:
+        self._set_regularisers(weight_dropout=value)
 
 
 def _suffixes(num_layers: int, bidirectional: bool) -> list[str]:
@@ -577,6 +665,11 @@ class _FromTorch:
         config: StackConfig = self.config  # type: ignore[attr-defined]
         if torch_mode(config.spec) is None:
             raise Unsupported(f"{owner}.to_torch", "", f"torch has no equivalent of this cell ({config.spec})")
+        if config.regularised:
+            used = ", ".join(
+                f"{k}={getattr(self, k)!r}" for k, fields in _REGULARISERS.items() if any(getattr(config, f) for f in fields)
+            )
+            raise Unsupported(f"{owner}.to_torch", "", f"torch's module has no {used}; set them to 0 first")
         first = self._like()  # type: ignore[attr-defined]
         kwargs = {arg: getattr(self, arg) for arg in self._torch_args}
         theirs = self._torch_class(**kwargs, device=first.device, dtype=first.dtype)
@@ -588,7 +681,7 @@ class _FromTorch:
 _STACK_ARGS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional")
 
 
-class LSTM(_FromTorch, _Recurrent):
+class LSTM(_FromTorch, _Regularised, _Recurrent):
     """Multi-layer LSTM, a drop-in for torch.nn.LSTM, with every variant of the family.
 
     Equations and flags: `lstmlab.cells.lstm`. Arguments up to proj_size are torch's.
@@ -596,6 +689,12 @@ class LSTM(_FromTorch, _Recurrent):
     them by name (see `lstmlab.VARIANTS`): "vanilla", "peephole", "NP", "NIG", "NFG",
     "NOG", "NIAF", "NOAF", "CIFG", "FGR"; a flag given with a variant must agree with it.
     `forget_bias` is added to the forget gate's initial bias.
+    Regularisers (`lstmlab.cells.regularisers`, `lstmlab.cells.layer_norm`): `zoneout`
+    (a probability for both c and h, or a pair (z_c, z_h)), `recurrent_dropout` (one mask
+    per sequence on h in the recurrent products), `weight_dropout` (DropConnect on
+    weight_hh, one mask per forward call), settable later; `layer_norm=True` normalises the
+    gate pre-activations and the cell state (adds weight_ln_ih, weight_ln_hh, weight_ln_c,
+    bias_ln_c per layer and direction).
     `backend` (see `lstmlab.backends`): "auto" (default: the fastest that runs the
     configuration, from measurements), "fused" (C++ CPU kernels), "native" (torch's own
     kernels; torch's LSTM only), "triton" (GPU kernels; CUDA, or the CPU under
@@ -641,12 +740,21 @@ class LSTM(_FromTorch, _Recurrent):
         gate_recurrence: bool | None = None,
         variant: str | None = None,
         forget_bias: float = 0.0,
+        zoneout: float | tuple[float, float] = 0.0,
+        recurrent_dropout: float = 0.0,
+        weight_dropout: float = 0.0,
+        layer_norm: bool = False,
         backend: str = "auto",
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        spec = _lstm_spec("LSTM", variant, locals())
+        spec = dataclasses.replace(
+            _lstm_spec("LSTM", variant, locals()), layer_norm=_checks.boolean("LSTM", "layer_norm", layer_norm)
+        )
         config = _stack_config("LSTM", spec, input_size, hidden_size, num_layers, bias, dropout, bidirectional, proj_size)
+        config = _with_regularisers(
+            "LSTM", config, zoneout=zoneout, recurrent_dropout=recurrent_dropout, weight_dropout=weight_dropout
+        )
         super().__init__(config, batch_first, backend, _suffixes(num_layers, bidirectional), device, dtype)
         self._variant = variant
         _apply_forget_bias(self, forget_bias)
@@ -665,14 +773,15 @@ class LSTM(_FromTorch, _Recurrent):
         return self._run(input, hx)
 
 
-class GRU(_FromTorch, _Recurrent):
+class GRU(_FromTorch, _Regularised, _Recurrent):
     """Multi-layer GRU, a drop-in for torch.nn.GRU, with both reset conventions.
 
     Equations: `lstmlab.cells.gru`. `reset="after"` (default) is torch's GRU,
     `reset="before"` Cho et al. 2014's (settable later: both have the same parameters).
     Shapes as torch.nn.GRU: input (T, B, input_size) (or batch_first, unbatched, packed),
     hx (L*D, B, hidden_size); returns (output, h_n). `proj_size` exists for torch's
-    signature and must be 0. `backend` as in `LSTM`.
+    signature and must be 0. `backend`, `recurrent_dropout`, `weight_dropout` and
+    `layer_norm` (reset="after" only) as in `LSTM`; `zoneout` is one probability (h).
 
     Example:
         >>> gru = GRU(10, 20, reset="before", batch_first=True)
@@ -698,12 +807,20 @@ class GRU(_FromTorch, _Recurrent):
         proj_size: int = 0,
         *,
         reset: str = "after",
+        zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        weight_dropout: float = 0.0,
+        layer_norm: bool = False,
         backend: str = "auto",
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        spec = _spec("GRU", lambda: GRUSpec(reset=reset))
+        _checks.boolean("GRU", "layer_norm", layer_norm)
+        spec = _spec("GRU", lambda: GRUSpec(reset=reset, layer_norm=layer_norm))
         config = _stack_config("GRU", spec, input_size, hidden_size, num_layers, bias, dropout, bidirectional, proj_size)
+        config = _with_regularisers(
+            "GRU", config, zoneout=zoneout, recurrent_dropout=recurrent_dropout, weight_dropout=weight_dropout
+        )
         super().__init__(config, batch_first, backend, _suffixes(num_layers, bidirectional), device, dtype)
 
     @property
@@ -713,7 +830,7 @@ class GRU(_FromTorch, _Recurrent):
 
     @reset.setter
     def reset(self, value: str) -> None:
-        self._set_spec(lambda: GRUSpec(reset=value))
+        self._set_spec(lambda: GRUSpec(reset=value, layer_norm=self.config.spec.layer_norm))
 
     def forward(self, input: Tensor | PackedSequence, hx: Tensor | None = None) -> tuple[Any, Tensor]:
         y, final = self._run(input, hx)

@@ -72,6 +72,8 @@ class OnnxCell:
 def onnx_cell(spec: CellSpec, proj_size: int = 0, owner: str = "export_onnx") -> OnnxCell:
     """The ONNX operator for `spec`; `Unsupported` naming the missing operator feature if none can compute it."""
     if isinstance(spec, GRUSpec):
+        if spec.layer_norm:
+            raise Unsupported(owner, "module", "cannot be exported to ONNX's GRU operator, which lacks layer normalisation")
         return OnnxCell(
             "GRU",
             tuple(spec.gates.index(gate) for gate in _GRU_BLOCKS),
@@ -86,6 +88,7 @@ def onnx_cell(spec: CellSpec, proj_size: int = 0, owner: str = "export_onnx") ->
         (not spec.output_gate, "no output gate (NOG): the operator always has the output gate o"),
         (spec.gate_recurrence, "full gate recurrence (FGR): the operator has no gate-to-gate weights (weight_gh)"),
         (proj_size > 0, f"a projection (proj_size={proj_size}): the operator has no projection weights (weight_hr)"),
+        (spec.layer_norm, "layer normalisation (layer_norm=True): the operator has no normalisation"),
     ]
     for refused, feature in missing:
         if refused:

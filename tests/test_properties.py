@@ -169,6 +169,8 @@ def _conflicts() -> list[tuple[str, str, object]]:
     out = []
     for name, (flags, _) in VARIANTS.items():
         for field in fields(LSTMSpec):
+            if field.name == "layer_norm":  # not a variant's flag: it combines with every variant
+                continue
             value = flags.get(field.name, field.default)
             other = (not value) if isinstance(value, bool) else ("identity" if value == "tanh" else "tanh")
             out.append((name, field.name, other))

@@ -2,10 +2,11 @@
 
 A backend turns plain tensors into outputs: given the module's configuration, a
 time-major padded input x (T, B, I), per-sequence lengths (B,) or None, the initial
-state tensors (each (L*D, B, S)) and one `LayerWeights` per layer and direction
-(index layer*D + direction), it returns y (T, B, D*H_out) and the final state
-tensors, differentiable with respect to all of them. Only `lstmlab.nn` owns
-parameters; backends never see an nn.Module.
+state tensors (each (L*D, B, S)), one `LayerWeights` per layer and direction
+(index layer*D + direction) and the regularisers' masks (`lstmlab.backends.masks`,
+one `LayerMasks` per layer and direction, or None), it returns y (T, B, D*H_out) and
+the final state tensors, differentiable with respect to all of them. Only
+`lstmlab.nn` owns parameters and draws masks; backends never see an nn.Module.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from lstmlab.cells import CellSpec, LayerWeights, family
+from lstmlab.cells.regularisers import LayerMasks
 
 Layer = tuple[torch.Tensor, tuple[torch.Tensor, ...]]
 
@@ -34,6 +36,10 @@ class StackConfig:
     dropout: float = 0.0
     bidirectional: bool = False
     proj_size: int = 0
+    zoneout_h: float = 0.0  # the regularisers of `lstmlab.cells.regularisers`
+    zoneout_c: float = 0.0
+    recurrent_dropout: float = 0.0
+    weight_dropout: float = 0.0
 
     @property
     def num_directions(self) -> int:
@@ -47,6 +53,22 @@ class StackConfig:
     @cached_property  # read at every forward; a frozen instance computes it once
     def state_sizes(self) -> tuple[int, ...]:
         return family(self.spec).state_sizes(self.spec, self.hidden_size, self.proj_size)
+
+    @cached_property
+    def regularised(self) -> bool:
+        """Whether zoneout, recurrent dropout or weight dropout is on: a forward call then draws masks."""
+        return any((self.zoneout_h, self.zoneout_c, self.recurrent_dropout, self.weight_dropout))
+
+    def in_recurrence(self) -> tuple[str, ...]:
+        """The regularisers here that act inside the time loop, which a backend's kernels must
+        implement ("zoneout", "recurrent_dropout", "layer_norm"); weight dropout is not one:
+        it changes weight_hh before any backend runs."""
+        used = {
+            "zoneout": self.zoneout_h > 0 or self.zoneout_c > 0,
+            "recurrent_dropout": self.recurrent_dropout > 0,
+            "layer_norm": getattr(self.spec, "layer_norm", False),
+        }
+        return tuple(name for name, on in used.items() if on)
 
 
 class Backend(ABC):
@@ -67,6 +89,7 @@ class Backend(ABC):
         hx: tuple[torch.Tensor, ...],
         weights: list[LayerWeights],
         training: bool,
+        masks: list[LayerMasks] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """y (T, B, D*H_out) and the final state tensors (each (L*D, B, S))."""
 
@@ -99,8 +122,10 @@ class LayeredBackend(Backend):
         state: tuple[torch.Tensor, ...],
         w: LayerWeights,
         lengths: torch.Tensor | None,
+        masks: LayerMasks | None = None,
     ) -> Layer:
-        """y (T, B, H_out) and the final state of one forward-running layer."""
+        """y (T, B, H_out) and the final state of one forward-running layer; `masks` as
+        `lstmlab.reference.unroll` applies them, in the order the layer takes its steps."""
 
     def run(
         self,
@@ -110,6 +135,7 @@ class LayeredBackend(Backend):
         hx: tuple[torch.Tensor, ...],
         weights: list[LayerWeights],
         training: bool,
+        masks: list[LayerMasks] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         D = config.num_directions
         finals: list[tuple[torch.Tensor, ...]] = []
@@ -119,7 +145,10 @@ class LayeredBackend(Backend):
                 index = layer * D + direction
                 state = tuple(s[index] for s in hx)
                 inp = reverse_padded(x, lengths) if direction else x
-                y, final = self.layer(config.spec, inp, state, weights[index], lengths)
+                if masks is None:
+                    y, final = self.layer(config.spec, inp, state, weights[index], lengths)
+                else:
+                    y, final = self.layer(config.spec, inp, state, weights[index], lengths, masks[index])
                 ys.append(reverse_padded(y, lengths) if direction else y)
                 finals.append(final)
             x = torch.cat(ys, dim=-1) if D > 1 else ys[0]
@@ -129,6 +158,15 @@ class LayeredBackend(Backend):
             return x, tuple(s.unsqueeze(0) for s in finals[0])
         hn = tuple(torch.stack([final[k] for final in finals]) for k in range(len(hx)))
         return x, hn
+
+
+def regularisers_missing(config: StackConfig, kernels: str, supported: tuple[str, ...] = ()) -> str | None:
+    """`unsupported`'s reason when `config` uses a regulariser inside the recurrence that
+    `kernels` (a backend's description) do not implement; None when it uses none of them."""
+    missing = [name for name in config.in_recurrence() if name not in supported]
+    if not missing:
+        return None
+    return f"{kernels} have no {' or '.join(missing)}; backend='eager' or 'reference' runs every regulariser"
 
 
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:

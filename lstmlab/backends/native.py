@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from lstmlab.backends.base import Backend, StackConfig
+from lstmlab.backends.base import Backend, StackConfig, regularisers_missing
 from lstmlab.cells import GRUSpec, LayerWeights, LSTMSpec, torch_mode
+from lstmlab.cells.regularisers import LayerMasks
 
 
 def _cell_op(config: StackConfig) -> Callable[..., Any] | None:
@@ -48,6 +49,9 @@ class NativeBackend(Backend):
 
     def unsupported(self, config: StackConfig, x: torch.Tensor) -> str | None:
         spec = config.spec
+        missing = regularisers_missing(config, "torch's kernels")
+        if missing is not None:
+            return missing
         if torch_mode(spec) is not None:
             if config.hidden_size == 0 and isinstance(spec, LSTMSpec) and x.device.type == "cpu":
                 return "torch's LSTM kernel on the CPU (oneDNN) cannot run hidden_size=0"
@@ -64,6 +68,7 @@ class NativeBackend(Backend):
         hx: tuple[torch.Tensor, ...],
         weights: list[LayerWeights],
         training: bool,
+        masks: list[LayerMasks] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         if x.shape[0] == 1 and lengths is None:
             cell_op = _cell_op(config)

@@ -12,6 +12,7 @@ import torch
 from lstmlab import reference
 from lstmlab.backends.base import Layer, LayeredBackend, StackConfig
 from lstmlab.cells import CellSpec, LayerWeights
+from lstmlab.cells.regularisers import LayerMasks
 from lstmlab.errors import Unsupported
 
 
@@ -22,12 +23,19 @@ def _np(t: torch.Tensor | None) -> np.ndarray | None:
 class _ReferenceLayer(torch.autograd.Function):
     @staticmethod
     def forward(
-        ctx: Any, spec: CellSpec, lengths: torch.Tensor | None, n_state: int, x: torch.Tensor, *tensors: torch.Tensor
+        ctx: Any,
+        spec: CellSpec,
+        lengths: torch.Tensor | None,
+        masks: LayerMasks | None,
+        n_state: int,
+        x: torch.Tensor,
+        *tensors: torch.Tensor,
     ) -> Any:
         state, w = tensors[:n_state], LayerWeights(*tensors[n_state:])
         w_np = LayerWeights(*(_np(t) for t in w))
         lengths_np = None if lengths is None else lengths.numpy()
-        y, final, tape = reference.forward(spec, _np(x), tuple(_np(s) for s in state), w_np, lengths_np)
+        masks_np = None if masks is None else LayerMasks(_np(masks.recurrent), tuple(_np(d) for d in masks.zoneout))
+        y, final, tape = reference.forward(spec, _np(x), tuple(_np(s) for s in state), w_np, lengths_np, masks_np)
         ctx.spec, ctx.w_np, ctx.tape, ctx.n_state = spec, w_np, tape, n_state
         # The tape and w_np are NumPy views of these tensors: saving them lets autograd refuse a
         # backward after any of them was modified in place, as it does for torch's own ops.
@@ -37,13 +45,11 @@ class _ReferenceLayer(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor, *dfinal: torch.Tensor) -> Any:
         if torch.is_grad_enabled():  # create_graph=True: the NumPy backward cannot be differentiated
-            raise Unsupported(
-                "reference", "backend", "computes no gradients of gradients (double backward); use backend='eager'"
-            )
+            raise Unsupported("reference", "backend", "computes no gradients of gradients (double backward); use backend='eager'")
         ctx.saved_tensors  # noqa: B018 - raises "modified by an inplace operation" if a view went stale
         dx, dstate, dw = reference.backward(ctx.spec, ctx.w_np, ctx.tape, _np(dy), tuple(_np(d) for d in dfinal))
         as_tensor = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a))
-        return (None, None, None, as_tensor(dx), *(as_tensor(d) for d in dstate), *(as_tensor(d) for d in dw))
+        return (None, None, None, None, as_tensor(dx), *(as_tensor(d) for d in dstate), *(as_tensor(d) for d in dw))
 
 
 class ReferenceBackend(LayeredBackend):
@@ -63,6 +69,7 @@ class ReferenceBackend(LayeredBackend):
         state: tuple[torch.Tensor, ...],
         w: LayerWeights,
         lengths: torch.Tensor | None,
+        masks: LayerMasks | None = None,
     ) -> Layer:
-        out = _ReferenceLayer.apply(spec, lengths, len(state), x, *state, *w)
+        out = _ReferenceLayer.apply(spec, lengths, masks, len(state), x, *state, *w)
         return out[0], tuple(out[1:])

@@ -18,6 +18,7 @@ import torch
 
 from lstmlab.backends.base import Layer, LayeredBackend, StackConfig
 from lstmlab.cells import CellSpec, LayerWeights
+from lstmlab.cells.regularisers import LayerMasks
 from lstmlab.errors import Unsupported
 from lstmlab.onnx_layout import onnx_cell, operator_weights
 
@@ -37,9 +38,14 @@ class OnnxSymbolicBackend(LayeredBackend):
         state: tuple[torch.Tensor, ...],
         w: LayerWeights,
         lengths: torch.Tensor | None,
+        masks: LayerMasks | None = None,
     ) -> Layer:
         owner = "torch.onnx.export"
         cell = onnx_cell(spec, proj_size=0 if w.w_hr is None else w.w_hr.shape[0], owner=owner)
+        if masks is not None:
+            raise Unsupported(
+                owner, "module", "cannot be exported with zoneout: ONNX's operators have no zoneout (set zoneout=0)"
+            )
         if lengths is not None:
             raise Unsupported(owner, "input", "must not be a PackedSequence: export padded sequences of one length")
         H = w.w_hh.shape[1]

@@ -32,6 +32,7 @@ class Ops:
     relu: Callable[[Array], Array]
     concat: Callable[[list[Array]], Array]
     stack: Callable[[list[Array]], Array]
+    normalize: Callable[[Array, float], Array]  # (v - mean) / sqrt(var + eps) over the last axis
 
     def activation(self, name: str) -> Callable[[Array], Array]:
         """The activation called `name` ("tanh", "relu" or "identity")."""
@@ -44,18 +45,25 @@ def _identity(x: Array) -> Array:
     return x
 
 
+def _np_normalize(v: np.ndarray, eps: float) -> np.ndarray:
+    centred = v - v.mean(axis=-1, keepdims=True)
+    return centred / np.sqrt((centred**2).mean(axis=-1, keepdims=True) + eps)
+
+
 NUMPY_OPS = Ops(
     sigmoid=_np_sigmoid,
     tanh=np.tanh,
     relu=lambda x: np.maximum(x, 0.0),
     concat=lambda xs: np.concatenate(xs, axis=-1),
     stack=np.stack,
+    normalize=_np_normalize,
 )
 
 
 def torch_ops() -> Ops:
     """The torch namespace (imported lazily so the math layer does not need torch)."""
     import torch
+    import torch.nn.functional as F
 
     return Ops(
         sigmoid=torch.sigmoid,
@@ -63,6 +71,7 @@ def torch_ops() -> Ops:
         relu=torch.relu,
         concat=lambda xs: torch.cat(xs, dim=-1),
         stack=torch.stack,
+        normalize=lambda v, eps: F.layer_norm(v, (v.shape[-1],), eps=eps),
     )
 
 

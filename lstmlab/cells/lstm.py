@@ -12,6 +12,10 @@ step's gate activations (FGR only), σ the logistic sigmoid, ⊙ elementwise pro
     (L6) m  = o ⊙ H(c')                                   H = tanh;  NOAF: identity
     (L7) h' = m,  or  h' = W_hr m  with a projection (proj_size > 0)
 
+With `layer_norm=True`, W x + b_ih, U h + b_hh and the argument of H take the forms
+(N1)-(N3) of `lstmlab.cells.layer_norm`; zoneout and recurrent dropout act around this
+step as `lstmlab.cells.regularisers` says.
+
 The input and forget gates peek at the previous cell state, the output gate at the
 new one (Gers & Schmidhuber 2000, Greff et al. 2015, ONNX `LSTM`). Peephole terms
 exist only with `peephole=True`, the V terms only with `gate_recurrence=True` (FGR).
@@ -35,6 +39,8 @@ from typing import Any
 import numpy as np
 
 from lstmlab.cells.array_ops import Ops, activation_derivative, split
+from lstmlab.cells.layer_norm import affine_backward, normalize, recurrent_projection, recurrent_projection_backward
+from lstmlab.cells.regularisers import masked_input
 from lstmlab.cells.weights import LayerWeights
 from lstmlab.errors import InvalidArgument, WrongType
 
@@ -55,6 +61,7 @@ class LSTMSpec:
     input_activation: str = "tanh"
     output_activation: str = "tanh"
     gate_recurrence: bool = False
+    layer_norm: bool = False
 
     def __post_init__(self) -> None:
         for name in ("input_activation", "output_activation"):
@@ -152,14 +159,17 @@ def state_sizes(spec: LSTMSpec, hidden_size: int, proj_size: int = 0) -> tuple[i
     return sizes
 
 
-def step(spec: LSTMSpec, ops: Ops, zx: Any, state: tuple, w: LayerWeights) -> tuple[tuple, Any, dict]:
-    """One time step. zx = W x + b_ih for this step (B, G*H); state (h, c[, a]).
+def step(spec: LSTMSpec, ops: Ops, zx: Any, state: tuple, w: LayerWeights, recurrent_mask: Any = None) -> tuple[tuple, Any, dict]:
+    """One time step. zx = W x + b_ih for this step (B, G*H) (`layer_norm.input_projection`);
+    state (h, c[, a]); recurrent_mask (B, P or H) or None: m of (D1).
 
     Returns the new state, the output h', and the intermediates backward needs.
     """
     h, c = state[0], state[1]
     H = c.shape[-1]
-    z = zx + h @ w.w_hh.T
+    hp = masked_input(h, recurrent_mask)  # (D1)
+    zh, uh = recurrent_projection(ops, hp, w)  # (N2) with layer_norm
+    z = zx + zh
     if w.b_hh is not None:
         z = z + w.b_hh
     pre = split(z, spec.gates, H)
@@ -182,14 +192,15 @@ def step(spec: LSTMSpec, ops: Ops, zx: Any, state: tuple, w: LayerWeights) -> tu
     g = ops.activation(spec.input_activation)(pre["g"])  # (L3)
     c_new = f * c + i * g  # (L4)
     o = gate("o", c_new) if spec.output_gate else 1.0  # (L5)
-    hc = ops.activation(spec.output_activation)(c_new)
+    cn = normalize(ops, c_new) * w.w_ln_c + w.b_ln_c if spec.layer_norm else c_new  # (N3)
+    hc = ops.activation(spec.output_activation)(cn)
     m = o * hc  # (L6)
     h_new = m @ w.w_hr.T if w.w_hr is not None else m  # (L7)
     new_state: tuple = (h_new, c_new)
     if spec.gate_recurrence:
         act = {"i": i, "f": f, "o": o}
         new_state += (ops.concat([act[name] for name in spec.recurrent_gates]),)
-    cache = {"h": h, "c": c, "i": i, "f": f, "g": g, "o": o, "c_new": c_new, "hc": hc, "m": m}
+    cache = {"h": hp, "uh": uh, "mask": recurrent_mask, "c": c, "i": i, "f": f, "g": g, "o": o, "c_new": c_new, "hc": hc, "m": m}
     if spec.gate_recurrence:
         cache["a"] = state[2]
     return new_state, h_new, cache
@@ -217,7 +228,13 @@ def step_backward(
         dm = dh @ w.w_hr
     else:
         dm = dh
-    dc_new = dc_new + dm * o * activation_derivative(spec.output_activation, hc)  # (L6)
+    dcn = dm * o * activation_derivative(spec.output_activation, hc)  # (L6)
+    if spec.layer_norm:  # (N3)
+        dcn_raw, dgain = affine_backward(c_new, dcn, w.w_ln_c)
+        grads["w_ln_c"] += dgain
+        grads["b_ln_c"] += dcn.sum(axis=0)
+        dcn = dcn_raw
+    dc_new = dc_new + dcn
     if spec.output_gate:  # (L5)
         dpre["o"] = (dm * hc + da.get("o", 0.0)) * o * (1.0 - o)
         if "o" in p:
@@ -242,12 +259,14 @@ def step_backward(
             dp["i"] = (dpre["i"] * c).sum(axis=0)
 
     dz = np.concatenate([dpre[gate] for gate in spec.gates], axis=-1)
-    grads["w_hh"] += dz.T @ cache["h"]
     if w.b_hh is not None:
         grads["b_hh"] += dz.sum(axis=0)
     if spec.peephole:
         grads["w_ch"] += np.concatenate([dp[gate] for gate in spec.peephole_gates])
-    dstate_old: tuple = (dz @ w.w_hh, dc)
+    dh = recurrent_projection_backward(cache["h"], cache["uh"], dz, w, grads)  # (N2)
+    if cache["mask"] is not None:  # (D1)
+        dh = dh * cache["mask"]
+    dstate_old: tuple = (dh, dc)
     if spec.gate_recurrence:
         dza = np.concatenate([dpre[gate] for gate in spec.recurrent_gates], axis=-1)
         grads["w_gh"] += dza.T @ cache["a"]

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from lstmlab.cells.array_ops import Ops, activation_derivative
+from lstmlab.cells.regularisers import masked_input
 from lstmlab.cells.weights import LayerWeights
 from lstmlab.errors import InvalidArgument
 
@@ -36,14 +37,15 @@ def state_sizes(spec: RNNSpec, hidden_size: int, proj_size: int = 0) -> tuple[in
     return (hidden_size,)
 
 
-def step(spec: RNNSpec, ops: Ops, zx: Any, state: tuple, w: LayerWeights) -> tuple[tuple, Any, dict]:
-    """One time step. zx = W x + b_ih for this step (B, H); state (h,)."""
-    (h,) = state
+def step(spec: RNNSpec, ops: Ops, zx: Any, state: tuple, w: LayerWeights, recurrent_mask: Any = None) -> tuple[tuple, Any, dict]:
+    """One time step. zx = W x + b_ih for this step (B, H); state (h,); recurrent_mask (B, H)
+    or None: m of (D1) in `lstmlab.cells.regularisers`."""
+    h = masked_input(state[0], recurrent_mask)
     pre = zx + h @ w.w_hh.T
     if w.b_hh is not None:
         pre = pre + w.b_hh
     h_new = ops.activation(spec.nonlinearity)(pre)  # (R1)
-    return (h_new,), h_new, {"h": h, "h_new": h_new}
+    return (h_new,), h_new, {"h": h, "h_new": h_new, "mask": recurrent_mask}
 
 
 def step_backward(
@@ -55,4 +57,5 @@ def step_backward(
     grads["w_hh"] += dpre.T @ cache["h"]
     if w.b_hh is not None:
         grads["b_hh"] += dpre.sum(axis=0)
-    return dpre, (dpre @ w.w_hh,)
+    dh = dpre @ w.w_hh
+    return dpre, (dh if cache["mask"] is None else dh * cache["mask"],)

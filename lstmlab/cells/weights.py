@@ -15,6 +15,8 @@ class LayerWeights(NamedTuple):
     - w_hr: (P, H) or None: LSTM projection (proj_size > 0).
     - w_ch: (n*H,) or None: LSTM peephole vectors, see `lstmlab.cells.lstm`.
     - w_gh: (n*H, n*H) or None: LSTM full gate recurrence (FGR), see `lstmlab.cells.lstm`.
+    - w_ln_ih, w_ln_hh: (G*H,) or None: layer-normalisation gains, see `lstmlab.cells.layer_norm`;
+      w_ln_c, b_ln_c: (H,) or None: the LSTM cell state's gain and bias there.
     """
 
     w_ih: Any
@@ -24,3 +26,7 @@ class LayerWeights(NamedTuple):
     w_hr: Any = None
     w_ch: Any = None
     w_gh: Any = None
+    w_ln_ih: Any = None
+    w_ln_hh: Any = None
+    w_ln_c: Any = None
+    b_ln_c: Any = None

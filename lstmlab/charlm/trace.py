@@ -22,8 +22,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lstmlab.backends.masks import draw_masks
 from lstmlab.cells import GRUSpec, LayerWeights, LSTMSpec
 from lstmlab.cells.array_ops import NUMPY_OPS
+from lstmlab.cells.regularisers import LayerMasks
 from lstmlab.errors import InvalidArgument
 from lstmlab.reference import unroll
 
@@ -62,13 +64,20 @@ def trace(module: torch.nn.Module, x: Tensor) -> list[LayerTrace]:
     spec = config.spec
     layers = []
     inp = x.detach().double().cpu().numpy()[:, None, :]
+    # at evaluation only zoneout acts: its expectation (Z1)
+    evaluation = draw_masks(config, x.shape[0], 1, torch.zeros((), dtype=torch.float64), training=False)
+    zoneouts = iter(evaluation or [None] * config.num_layers)
     for weights in module.layer_weights():  # type: ignore[attr-defined]
         w = LayerWeights(*(None if p is None else p.detach().double().cpu().numpy() for p in weights))
         state = tuple(np.zeros((1, size)) for size in config.state_sizes)
-        y, _, caches = unroll(spec, NUMPY_OPS, inp, state, w, record=True)
+        y, _, caches, _ = unroll(spec, NUMPY_OPS, inp, state, w, record=True, masks=_as_numpy(next(zoneouts)))
         layers.append(_layer_trace(spec, caches, y))
         inp = y
     return layers
+
+
+def _as_numpy(masks: LayerMasks | None) -> LayerMasks | None:
+    return None if masks is None else LayerMasks(None, tuple(None if d is None else d.numpy() for d in masks.zoneout))
 
 
 def _stack(caches: list[dict], key: str) -> np.ndarray:

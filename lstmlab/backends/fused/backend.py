@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from lstmlab.backends.base import Layer, LayeredBackend, StackConfig
+from lstmlab.backends.base import Layer, LayeredBackend, StackConfig, regularisers_missing
 from lstmlab.backends.fused import custom_ops, loader
 from lstmlab.backends.fused.schema import Cell, ForwardInputs, encode
 from lstmlab.cells import CellSpec, LayerWeights
+from lstmlab.cells.regularisers import LayerMasks
 
 
 class FusedBackend(LayeredBackend):
@@ -22,7 +23,7 @@ class FusedBackend(LayeredBackend):
             return f"the fused kernels run on the CPU only; got device {x.device}"
         if x.dtype not in (torch.float32, torch.float64):
             return f"the fused kernels compute in float32 or float64 only; got {x.dtype}"
-        return self.unavailable()
+        return regularisers_missing(config, "the fused kernels") or self.unavailable()
 
     def unavailable(self) -> str | None:
         """Why the kernels cannot run on this machine at all (no compiler, ...), or None."""
@@ -35,6 +36,7 @@ class FusedBackend(LayeredBackend):
         state: tuple[torch.Tensor, ...],
         w: LayerWeights,
         lengths: torch.Tensor | None,
+        masks: LayerMasks | None = None,
     ) -> Layer:
         cell, flags = encode(spec)
         lstm = cell == Cell.LSTM

@@ -27,9 +27,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lstmlab.backends.base import Layer, LayeredBackend, StackConfig, rows
+from lstmlab.backends.base import Layer, LayeredBackend, StackConfig, regularisers_missing, rows
 from lstmlab.backends.triton.graphs import run_loop
 from lstmlab.cells import CellSpec, GRUSpec, LayerWeights, LSTMSpec
+from lstmlab.cells.regularisers import LayerMasks
 
 INSTALL = "pip install 'triton>=3.0' (or lstmlab's extra: pip install 'lstmlab[gpu]')"
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -122,7 +123,7 @@ class TritonBackend(LayeredBackend):
                 "Triton's interpreter (TRITON_INTERPRET=1) computes bfloat16 wrongly "
                 "(triton-lang/triton issues #4972 and #11584); bfloat16 runs compiled, on CUDA"
             )
-        return None
+        return regularisers_missing(config, "the Triton kernels")
 
     def layer(
         self,
@@ -131,6 +132,7 @@ class TritonBackend(LayeredBackend):
         state: tuple[torch.Tensor, ...],
         w: LayerWeights,
         lengths: torch.Tensor | None,
+        masks: LayerMasks | None = None,
     ) -> Layer:
         # inference stores nothing for backward
         save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *state, *w))
