@@ -47,14 +47,20 @@ def build_recurrent(
     dropout: float = 0.0,
     forget_bias: float = 0.0,
     backend: str = "auto",
+    regularisers: dict[str, Any] | None = None,
 ) -> nn.Module:
     """The recurrent stack for `cell` (time-major). `forget_bias` is added to the
     initial forget-gate bias of cells that have their own forget gate and ignored
-    by the others (RNN, GRU, CIFG, NFG)."""
+    by the others (RNN, GRU, CIFG, NFG). `regularisers`: keyword arguments of
+    `lstmlab.LSTM` and `lstmlab.GRU` (zoneout, recurrent_dropout, weight_dropout,
+    layer_norm); the RNN takes none."""
     name = cell_name(cell)
     common = {"num_layers": num_layers, "dropout": dropout, "backend": backend}
     if name in ("rnn", "rnn-relu"):
+        if regularisers:
+            raise InvalidArgument("models", next(iter(regularisers)), f"applies to LSTM and GRU cells; got cell {name!r}")
         return RNN(input_size, hidden_size, nonlinearity="relu" if name == "rnn-relu" else "tanh", **common)
+    common.update(regularisers or {})
     if name in ("gru", "gru-before"):
         return GRU(input_size, hidden_size, reset="before" if name == "gru-before" else "after", **common)
     variant = None if name == "lstm" else canonical_variant(name)
@@ -92,6 +98,7 @@ class SequenceModel(nn.Module):
         dropout: float = 0.0,
         forget_bias: float = 0.0,
         backend: str = "auto",
+        regularisers: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.cell = cell_name(cell)
@@ -101,7 +108,14 @@ class SequenceModel(nn.Module):
         _checks.positive_int("SequenceModel", "hidden_size", hidden_size)
         _checks.positive_int("SequenceModel", "num_layers", num_layers)
         self.recurrent = build_recurrent(
-            cell, input_size, hidden_size, num_layers, dropout=dropout, forget_bias=forget_bias, backend=backend
+            cell,
+            input_size,
+            hidden_size,
+            num_layers,
+            dropout=dropout,
+            forget_bias=forget_bias,
+            backend=backend,
+            regularisers=regularisers,
         )
         self.drop = nn.Dropout(dropout)
         self.readout = nn.Linear(hidden_size, output_size)

@@ -94,6 +94,11 @@ class TrainConfig:
     layers: int = 1
     dropout: float = 0.0
     forget_bias: float | None = None  # None: the task's (`Task.forget_bias`)
+    # the regularisers of `lstmlab.cells.regularisers` (LSTM and GRU cells); None: the task's (`Task.regularisers`)
+    zoneout: float | None = None
+    recurrent_dropout: float | None = None
+    weight_dropout: float | None = None
+    layer_norm: bool | None = None
     backend: str = "auto"
     optimizer: str = "adam"
     lr: float = 3e-3
@@ -140,6 +145,7 @@ class TrainConfig:
         task = tasks.get(self.task, **self.task_options)
         if self.forget_bias is None:
             self.forget_bias = task.forget_bias
+        self._check_regularisers(task)
         for name in ("lr", "weight_decay", "clip", "forget_bias"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -151,11 +157,40 @@ class TrainConfig:
                 raise InvalidArgument(owner, name, f"must be non-negative (0 turns it off); got {getattr(self, name)!r}")
         return self
 
+    def _check_regularisers(self, task: Task) -> None:
+        """Fill the regularisers left None from the task's, and check them against the cell."""
+        owner = "train"
+        for name, off in REGULARISERS_OFF.items():
+            if getattr(self, name) is None:
+                setattr(self, name, task.regularisers.get(name, off))
+        for name in ("zoneout", "recurrent_dropout", "weight_dropout"):
+            setattr(self, name, _checks.probability(owner, name, getattr(self, name)))
+        _checks.boolean(owner, "layer_norm", self.layer_norm)
+        used = [name for name, off in REGULARISERS_OFF.items() if getattr(self, name) != off]
+        if used and self.cell in ("rnn", "rnn-relu"):
+            raise InvalidArgument(owner, used[0], f"applies to LSTM and GRU cells; got cell {self.cell!r}")
+        if self.layer_norm and self.cell == "gru-before":
+            raise InvalidArgument(owner, "layer_norm", "needs the GRU's reset='after' (cell gru); got cell 'gru-before'")
+
+    def regularisers(self) -> dict[str, Any]:
+        """The regulariser options of the recurrent module (`lstmlab.LSTM`'s keyword arguments) that are on."""
+        return {name: getattr(self, name) for name, off in REGULARISERS_OFF.items() if getattr(self, name) not in (None, off)}
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """The config from `asdict(config)` (unknown keys ignored)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
+
+    @classmethod
+    def from_stored(cls, values: dict[str, Any]) -> TrainConfig:
+        """The config a run stored (its checkpoint's or config.json's): as `from_dict`, and a
+        regulariser it does not name was off (the run was written before the option existed)."""
+        return cls.from_dict({**REGULARISERS_OFF, **values})
+
+
+# the regulariser fields of TrainConfig and the value that turns each off
+REGULARISERS_OFF: dict[str, Any] = {"zoneout": 0.0, "recurrent_dropout": 0.0, "weight_dropout": 0.0, "layer_norm": False}
 
 
 def check_device(owner: str, device: Any) -> str:
@@ -190,6 +225,7 @@ def build_model(config: TrainConfig, task: Task) -> SequenceModel:
         dropout=config.dropout,
         forget_bias=config.forget_bias,
         backend=config.backend,
+        regularisers=config.regularisers(),
     ).to(config.device)
 
 
@@ -334,7 +370,7 @@ class Trainer:
         try:
             remove_temporary_files(run_dir)
             checkpoint = read_checkpoint(run_dir)
-            config = _from_checkpoint(run_dir, lambda: TrainConfig.from_dict(checkpoint["config"]).check())
+            config = _from_checkpoint(run_dir, lambda: TrainConfig.from_stored(checkpoint["config"]).check())
             stored = asdict(config)
             for name, value in changes.items():
                 if value is not None:
@@ -685,7 +721,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
     checkpoint = read_checkpoint(run_dir)
 
     def build() -> tuple[TrainConfig, Task, SequenceModel]:
-        config = TrainConfig.from_dict(checkpoint["config"]).check()
+        config = TrainConfig.from_stored(checkpoint["config"]).check()
         config.device = device
         task = tasks.get(config.task, **config.task_options)
         task.load_state_dict(checkpoint["task"])

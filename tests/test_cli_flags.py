@@ -346,3 +346,59 @@ def test_on_a_terminal_the_final_bar_stays(tmp_path: Path, monkeypatch: pytest.M
     assert "lstm step" not in text  # no plain lines on a terminal
     last = text.rstrip("\n").split("\r")[-1]  # what the terminal shows at the end
     assert "7/7" in last and "100%" in last and text.endswith("\n")
+
+
+def test_regulariser_flags_reach_the_module_and_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    flags = ["--zoneout", "0.1", "--recurrent-dropout", "0.2", "--weight-dropout", "0.3", "--layer-norm"]
+    assert (
+        main(["train", "--task", "adding", "--seq-len", "5", "--hidden", "8", "--steps", "2", "-q", "--out", str(run), *flags])
+        == 0
+    )
+    config = json.loads((run / "config.json").read_text())
+    assert (config["zoneout"], config["recurrent_dropout"], config["weight_dropout"], config["layer_norm"]) == (
+        0.1,
+        0.2,
+        0.3,
+        True,
+    )
+    import lstmlab
+
+    module = lstmlab.load(run).model.recurrent
+    assert (module.zoneout, module.recurrent_dropout, module.weight_dropout, module.config.spec.layer_norm) == (
+        0.1,
+        0.2,
+        0.3,
+        True,
+    )
+    # they define the run: --resume with another value is refused, naming the flag
+    assert main(["train", "--resume", str(run), "--zoneout", "0.2", "--steps", "4", "-q"]) == 2
+    assert "--zoneout" in capsys.readouterr().err
+    # --no-layer-norm says "off" (over a --config that turns it on)
+    args = build_parser().parse_args(["train", "--no-layer-norm"])
+    assert args.layer_norm is False and "layer_norm" in args.given
+
+
+@pytest.mark.parametrize(
+    ("cell", "flags", "message"),
+    [
+        ("rnn", ["--zoneout", "0.1"], "--zoneout applies to LSTM and GRU cells; got cell 'rnn'"),
+        ("gru-before", ["--layer-norm"], "--layer-norm needs the GRU's reset='after'"),
+        ("lstm", ["--weight-dropout", "1.5"], "--weight-dropout must be a number in [0, 1]; got 1.5"),
+    ],
+)
+def test_bad_regulariser_flags(
+    cell: str, flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "--task", "adding", "--cell", cell, "--steps", "1", "--out", str(tmp_path / "r"), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_run_stored_before_the_regularisers_existed_resumes_without_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lstmlab import tasks
+
+    monkeypatch.setattr(type(tasks.get("adding")), "regularisers", {"zoneout": 0.1})  # a task that now defaults to zoneout
+    stored = {"task": "adding", "cell": "lstm", "forget_bias": 1.0}  # a config.json without the regulariser keys
+    assert TrainConfig.from_dict(stored).check().regularisers() == {"zoneout": 0.1}  # a new run: the task's
+    assert TrainConfig.from_stored(stored).check().regularisers() == {}  # the stored run: as it was

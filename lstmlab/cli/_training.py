@@ -29,6 +29,10 @@ FLAGS = {
     "layers": "--layers",
     "dropout": "--dropout",
     "forget_bias": "--forget-bias",
+    "zoneout": "--zoneout",
+    "recurrent_dropout": "--recurrent-dropout",
+    "weight_dropout": "--weight-dropout",
+    "layer_norm": "--layer-norm",
     "backend": "--backend",
     "optimizer": "--optimizer",
     "lr": "--lr",
@@ -60,6 +64,16 @@ class Given(argparse.Action):
         namespace.given = {*getattr(namespace, "given", ()), self.dest}
 
 
+class GivenSwitch(Given):
+    """`--NAME` / `--no-NAME`: True or False, remembering that one was given (default None: not said)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=None, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Any = None) -> None:
+        super().__call__(parser, namespace, not str(option).startswith("--no-"), option)
+
+
 class GivenTrue(Given):
     """`store_true`, remembering that the flag was given."""
 
@@ -77,6 +91,10 @@ CONFIG_FIELDS = {
     "layers": "layers",
     "dropout": "dropout",
     "forget_bias": "forget_bias",
+    "zoneout": "zoneout",
+    "recurrent_dropout": "recurrent_dropout",
+    "weight_dropout": "weight_dropout",
+    "layer_norm": "layer_norm",
     "backend": "backend",
     "optimizer": "optimizer",
     "lr": "lr",
@@ -128,6 +146,22 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, steps: int = 5000
         default=None,
         action=given,
         help="added to the forget gate's initial bias, LSTMs with one (default: the task's; 1, charlm 0)",
+    )
+    for flag, what in (
+        ("--zoneout", "probability that each unit keeps its previous c and h at a step (Krueger et al. 2016)"),
+        ("--recurrent-dropout", "dropout of h in the recurrent products, one mask per sequence (Gal & Ghahramani 2016)"),
+        ("--weight-dropout", "DropConnect on the recurrent weights, one mask per batch (Merity et al. 2017)"),
+    ):
+        parser.add_argument(
+            flag, type=float, default=None, action=given, help=f"{what}; LSTM and GRU cells (default: the task's, 0)"
+        )
+    parser.add_argument(
+        "--layer-norm",
+        "--no-layer-norm",
+        dest="layer_norm",
+        action=GivenSwitch,
+        help="layer-normalise the gate pre-activations and the cell state (Ba et al. 2016); LSTM and GRU cells "
+        "(default: the task's, off)",
     )
     parser.add_argument("--backend", default="auto", action=given, help="backend of the recurrent module (default: auto)")
     parser.add_argument("--device", default="cpu", action=given, help="where to train: cpu, cuda or cuda:N (default: cpu)")

@@ -92,7 +92,7 @@ def resume(args: argparse.Namespace, given: set[str]) -> Any:
         raise InvalidArgument("train", "--overwrite", "cannot go with --resume; choose one")
     defining = sorted(given - RESUMABLE)
     if defining:  # (else the checkpoint is read once, by the resume that owns the directory)
-        stored = TrainConfig.from_dict(read_checkpoint(args.resume)["config"])
+        stored = TrainConfig.from_stored(read_checkpoint(args.resume)["config"])
         wanted = TrainConfig.from_dict({**vars(stored)})
         wanted.task_options = dict(stored.task_options)
         conflicts: dict[str, tuple[Any, Any]] = {}

@@ -66,7 +66,7 @@ class Comparison:
                 run_dir = self.out_dir / config.cell
                 checkpoint = read_checkpoint(run_dir, owner="compare")
                 try:
-                    previous = TrainConfig.from_dict(checkpoint["config"]).check()
+                    previous = TrainConfig.from_stored(checkpoint["config"]).check()
                 except (ValueError, TypeError) as error:
                     raise InvalidArgument("compare", "run_dir", f"must hold a readable run; {str(run_dir)!r}: {error}") from None
                 differ = resume_conflicts(previous, config)

@@ -65,7 +65,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -131,6 +131,9 @@ class Task(ABC):
     forget_bias: float = 1.0
     """The forget-gate bias `lstmlab train` starts LSTMs at for this task unless told
     (1: a forget gate that starts mostly open carries the gradient across long lags)."""
+    regularisers: ClassVar[dict[str, Any]] = {}
+    """`TrainConfig`'s regulariser fields (zoneout, recurrent_dropout, weight_dropout,
+    layer_norm) this task trains with unless told; those it does not name are off."""
 
     @abstractmethod
     def train_batch(self, step: int, seed: int) -> Batch:
