@@ -14,6 +14,11 @@ losses, a sample) into the run directory, which `lstmlab sample` and `lstmlab
 inspect` also read. The budget is the trainer's `max_minutes` (`lstmlab train
 --max-minutes`): it counts wall-clock time, evaluations included.
 
+The regularisers (`--zoneout`, `--recurrent-dropout`, `--weight-dropout`,
+`--layer-norm`; see `lstmlab.cells.regularisers`) default to the charlm task's; `--steps N`
+stops after N steps instead of the budget (an ablation in steps does not depend on how
+busy the machine is); `--threads` sets torch's threads.
+
 Report (curves of several runs in one PNG, and a Markdown table on stdout):
 
     python benchmarks/charlm_shakespeare.py --report runs/charlm/lstm runs/charlm/gru --plot docs/charlm_curves.png
@@ -50,15 +55,25 @@ def train(args: argparse.Namespace) -> dict:
         forget_bias=args.forget_bias,
         lr=args.lr,
         clip=args.clip,
-        steps=10**9,
-        max_minutes=args.minutes,  # the trainer stops after the step that spends it, then evaluates and saves
+        backend=args.backend,
+        zoneout=args.zoneout,
+        recurrent_dropout=args.recurrent_dropout,
+        weight_dropout=args.weight_dropout,
+        layer_norm=args.layer_norm,
+        steps=args.steps or 10**9,
+        # the trainer stops after the step that spends the budget, then evaluates and saves
+        max_minutes=None if args.steps else args.minutes,
         seed=args.seed,
         eval_every=args.eval_every,
         log_every=args.log_every,
         stop_when_solved=False,
     )
+    if args.threads:
+        torch.set_num_threads(args.threads)
     trainer = Trainer(config, args.out)
-    print(f"{args.cell}: {trainer.summary()['parameters']} parameters, backend {trainer.model.active_backend}", flush=True)
+    regularisers = trainer.config.regularisers()
+    name = f"{args.cell} {regularisers}"
+    print(f"{name}: {trainer.summary()['parameters']} parameters, backend {trainer.model.active_backend}", flush=True)
     for record in trainer.run():
         if record["kind"] == "eval":
             print(
@@ -73,11 +88,14 @@ def train(args: argparse.Namespace) -> dict:
     best = min(loss for _, loss in curve)
     result = {
         "cell": args.cell,
+        "dropout": args.dropout,
+        "regularisers": regularisers,
         "active_backend": trainer.model.active_backend,
         "parameters": trainer.summary()["parameters"],
         "steps": trainer.step,
         "characters_seen": trainer.step * args.batch * args.seq_len,
         "minutes": round(trainer.seconds / 60, 2),
+        "steps_per_second": round(trainer.step / trainer.seconds, 3),
         "final_loss": curve[-1][1],
         "best_loss": best,
         "final_bpc": curve[-1][1] / math.log(2),
@@ -96,14 +114,17 @@ def train(args: argparse.Namespace) -> dict:
 
 def report(run_dirs: list[str], plot: str | None) -> None:
     results = [{**json.loads((Path(d) / "result.json").read_text()), "run": Path(d).name} for d in run_dirs]
-    columns = "run | cell | backend | parameters | steps | characters seen | minutes | final validation loss | best | bits/char"
+    columns = (
+        "run | cell | dropout | regularisers | backend | parameters | steps | steps/s | minutes | final validation loss | best"
+    )
     print(f"| {columns} |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|")
     for r in results:
+        regs = ", ".join(f"{k} {v}" for k, v in r.get("regularisers", {}).items()) or "none"
+        rate = r.get("steps_per_second", r["steps"] / (60 * r["minutes"]))
         print(
-            f"| {r['run']} | {r['cell']} | {r['active_backend']} | {r['parameters']:,} | {r['steps']:,} "
-            f"| {r['characters_seen']:,} | {r['minutes']:.1f} | {r['final_loss']:.3f} | {r['best_loss']:.3f} "
-            f"| {r['final_bpc']:.3f} |"
+            f"| {r['run']} | {r['cell']} | {r.get('dropout', '')} | {regs} | {r['active_backend']} | {r['parameters']:,} "
+            f"| {r['steps']:,} | {rate:.2f} | {r['minutes']:.1f} | {r['final_loss']:.3f} | {r['best_loss']:.3f} |"
         )
     if plot:
         import matplotlib
@@ -141,6 +162,13 @@ def main() -> None:
     parser.add_argument("--forget-bias", type=float, default=None, help="initial forget-gate bias (default: the task's, 0)")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--clip", type=float, default=1.0)
+    parser.add_argument("--backend", default="auto")
+    parser.add_argument("--zoneout", type=float, default=None, help="(default: the task's)")
+    parser.add_argument("--recurrent-dropout", type=float, default=None, help="(default: the task's)")
+    parser.add_argument("--weight-dropout", type=float, default=None, help="(default: the task's)")
+    parser.add_argument("--layer-norm", action=argparse.BooleanOptionalAction, default=None, help="(default: the task's)")
+    parser.add_argument("--steps", type=int, default=None, help="stop after this many steps instead of --minutes")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=100, help="steps between validations (default: 100)")
     parser.add_argument("--log-every", type=int, default=20)

@@ -92,7 +92,7 @@ class TrainConfig:
     cell: str = "lstm"
     hidden: int = 64
     layers: int = 1
-    dropout: float = 0.0
+    dropout: float | None = None  # between layers and before the readout; None: the task's (`Task.regularisers`)
     forget_bias: float | None = None  # None: the task's (`Task.forget_bias`)
     # the regularisers of `lstmlab.cells.regularisers` (LSTM and GRU cells); None: the task's (`Task.regularisers`)
     zoneout: float | None = None
@@ -139,7 +139,6 @@ class TrainConfig:
         self.device = check_device(owner, self.device)
         _checks.non_negative_int(owner, "seed", self.seed)
         _checks.one_of(owner, "optimizer", self.optimizer, OPTIMIZERS)
-        _checks.probability(owner, "dropout", self.dropout)
         if isinstance(self.task_options.get("text"), str):  # a file: stored resolved, so a resume elsewhere finds it
             self.task_options = {**self.task_options, "text": str(Path(self.task_options["text"]).resolve())}
         task = tasks.get(self.task, **self.task_options)
@@ -158,15 +157,15 @@ class TrainConfig:
         return self
 
     def _check_regularisers(self, task: Task) -> None:
-        """Fill the regularisers left None from the task's, and check them against the cell."""
+        """Fill dropout and the regularisers left None from the task's, and check them against the cell."""
         owner = "train"
         for name, off in REGULARISERS_OFF.items():
             if getattr(self, name) is None:
                 setattr(self, name, task.regularisers.get(name, off))
-        for name in ("zoneout", "recurrent_dropout", "weight_dropout"):
+        for name in ("dropout", "zoneout", "recurrent_dropout", "weight_dropout"):
             setattr(self, name, _checks.probability(owner, name, getattr(self, name)))
         _checks.boolean(owner, "layer_norm", self.layer_norm)
-        used = [name for name, off in REGULARISERS_OFF.items() if getattr(self, name) != off]
+        used = [name for name, off in REGULARISERS_OFF.items() if getattr(self, name) != off and name != "dropout"]
         if used and self.cell in ("rnn", "rnn-relu"):
             raise InvalidArgument(owner, used[0], f"applies to LSTM and GRU cells; got cell {self.cell!r}")
         if self.layer_norm and self.cell == "gru-before":
@@ -174,7 +173,11 @@ class TrainConfig:
 
     def regularisers(self) -> dict[str, Any]:
         """The regulariser options of the recurrent module (`lstmlab.LSTM`'s keyword arguments) that are on."""
-        return {name: getattr(self, name) for name, off in REGULARISERS_OFF.items() if getattr(self, name) not in (None, off)}
+        return {
+            name: getattr(self, name)
+            for name, off in REGULARISERS_OFF.items()
+            if name != "dropout" and getattr(self, name) not in (None, off)
+        }
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -189,8 +192,14 @@ class TrainConfig:
         return cls.from_dict({**REGULARISERS_OFF, **values})
 
 
-# the regulariser fields of TrainConfig and the value that turns each off
-REGULARISERS_OFF: dict[str, Any] = {"zoneout": 0.0, "recurrent_dropout": 0.0, "weight_dropout": 0.0, "layer_norm": False}
+# the regulariser fields of TrainConfig (dropout, then the recurrent module's own) and the value that turns each off
+REGULARISERS_OFF: dict[str, Any] = {
+    "dropout": 0.0,
+    "zoneout": 0.0,
+    "recurrent_dropout": 0.0,
+    "weight_dropout": 0.0,
+    "layer_norm": False,
+}
 
 
 def check_device(owner: str, device: Any) -> str:

@@ -138,7 +138,11 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, steps: int = 5000
     parser.add_argument("--hidden", type=int, default=64, action=given, help="hidden units per layer (default: 64)")
     parser.add_argument("--layers", type=int, default=1, action=given, help="recurrent layers (default: 1)")
     parser.add_argument(
-        "--dropout", type=float, default=0.0, action=given, help="dropout between layers and before the readout (default: 0)"
+        "--dropout",
+        type=float,
+        default=None,
+        action=given,
+        help="dropout between layers and before the readout (default: the task's, 0)",
     )
     parser.add_argument(
         "--forget-bias",

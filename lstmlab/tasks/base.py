@@ -132,7 +132,7 @@ class Task(ABC):
     """The forget-gate bias `lstmlab train` starts LSTMs at for this task unless told
     (1: a forget gate that starts mostly open carries the gradient across long lags)."""
     regularisers: ClassVar[dict[str, Any]] = {}
-    """`TrainConfig`'s regulariser fields (zoneout, recurrent_dropout, weight_dropout,
+    """`TrainConfig`'s regulariser fields (dropout, zoneout, recurrent_dropout, weight_dropout,
     layer_norm) this task trains with unless told; those it does not name are off."""
 
     @abstractmethod
