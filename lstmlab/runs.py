@@ -11,6 +11,7 @@ the device choice and text generation for character-level language models.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,12 +108,16 @@ def load(run_dir: str | Path, map_location: str | torch.device | None = None, *,
         >>> run.metrics[-1]["kind"]
         'eval'
     """
+    if not isinstance(run_dir, (str, os.PathLike)):
+        raise WrongType("load", "run_dir", f"must be a path (str or os.PathLike); got {type(run_dir).__name__}")
     if map_location is not None and device is not None and torch.device(map_location) != torch.device(device):
         raise InvalidArgument("load", "device", f"must agree with map_location={map_location!r} (give one); got {device!r}")
     where = device if device is not None else map_location
     if where is not None and not isinstance(where, (str, torch.device)):
         raise WrongType("load", "device", f"must be a str or torch.device; got {type(where).__name__}")
     target = torch.device("cpu" if where is None else where)
+    if target.type not in ("cpu", "cuda"):  # a model on "meta" has no weights: nothing would run
+        raise InvalidArgument("load", "device", f"must be cpu, cuda or cuda:N; got {str(target)!r}")
     if target.type == "cuda" and not torch.cuda.is_available():  # else torch's AssertionError from deep inside .to()
         raise Unsupported("load", "device", f"needs CUDA, which this torch build or machine lacks; got {str(target)!r}")
     from lstmlab.train import load_run  # lstmlab.train imports the package's version: import it once lstmlab is

@@ -115,6 +115,10 @@ def test_load_errors_name_the_argument(play: Path, tmp_path: Path) -> None:
         lstmlab.load(tmp_path / "run", map_location="cpu", device="meta")
     with pytest.raises(ValueError, match=r"^load: run_dir must hold checkpoint.pt"):
         lstmlab.load(tmp_path / "nowhere")
+    with pytest.raises(TypeError, match=r"^load: run_dir must be a path \(str or os.PathLike\); got int$"):
+        lstmlab.load(5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^load: device must be cpu, cuda or cuda:N; got 'meta'$"):
+        lstmlab.load(tmp_path / "run", device="meta")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
