@@ -153,7 +153,7 @@ def _stack_run(cls: type, kwargs: dict[str, Any], backend: str, dtype: torch.dty
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("case", BACKEND_CASES)
+@pytest.mark.parametrize("case", [case for case in BACKEND_CASES if case.endswith("-all")])  # each regulariser alone: FD
 def test_eager_matches_the_reference(case: str, training: bool) -> None:
     cls, kwargs = BACKEND_CASES[case]
     expected = _stack_run(cls, kwargs, "reference", torch.float64, training)
@@ -247,6 +247,39 @@ def test_zoneout_pair_is_c_then_h(backend: str) -> None:
         assert not torch.allclose(final[1 - kept], state[1 - kept])
         if kept == 0:
             torch.testing.assert_close(y, state[0].expand(T, B, H), **exact)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_masks_of_a_reversed_direction_follow_its_own_steps(backend: str) -> None:
+    """Bidirectional, packed sequences of lengths 3 and 1: each direction's masks indexed by the
+    steps it takes (the reversed one from each sequence's last element), replayed per sequence
+    with torch.nn.LSTMCell."""
+    lengths = [1, 3]
+    module, dtype = _backend_module(backend, lstmlab.LSTM, bidirectional=True, zoneout=(0.3, 0.5), recurrent_dropout=0.4)
+    x = _input(T, B, I, dtype=dtype)
+    torch.manual_seed(12)
+    packed, (h_n, c_n) = module(pack_padded_sequence(x, torch.tensor(lengths), enforce_sorted=False))
+    y, _ = torch.nn.utils.rnn.pad_packed_sequence(packed, total_length=T)
+    torch.manual_seed(12)
+    masks = draw_masks(module.config, T, B, x, True)
+    expected_y = torch.zeros(T, B, 2 * H, dtype=dtype)
+    for direction, suffix in enumerate(("_l0", "_l0_reverse")):
+        cell = torch.nn.LSTMCell(I, H, dtype=dtype)
+        cell.load_state_dict({name: getattr(module, name + suffix) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")})
+        m, (d_h, d_c) = masks[direction]
+        for b, n in enumerate(lengths):
+            h, c = torch.zeros(1, H, dtype=dtype), torch.zeros(1, H, dtype=dtype)
+            with torch.no_grad():
+                for step in range(n):
+                    t = step if direction == 0 else n - 1 - step
+                    h_new, c_new = cell(x[t, b : b + 1], (m[b : b + 1] * h, c))
+                    h = d_h[step, b] * h + (1 - d_h[step, b]) * h_new
+                    c = d_c[step, b] * c + (1 - d_c[step, b]) * c_new
+                    expected_y[t, b, direction * H : (direction + 1) * H] = h[0]
+            tolerance = _tolerance(dtype)
+            torch.testing.assert_close(h_n[direction, b], h[0], **tolerance)
+            torch.testing.assert_close(c_n[direction, b], c[0], **tolerance)
+    torch.testing.assert_close(y, expected_y, **_tolerance(dtype))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -730,6 +763,17 @@ def test_copies_keep_the_regularisers(how: str) -> None:
             torch.manual_seed(1)
             outputs.append(module.train(training)(x)[0])
         assert torch.equal(*outputs)
+
+
+def test_from_torch_takes_the_regularisers_that_add_no_parameters() -> None:
+    theirs = torch.nn.LSTM(I, H)
+    ours = lstmlab.LSTM.from_torch(theirs, zoneout=0.1, recurrent_dropout=0.2, weight_dropout=0.3)
+    assert (ours.zoneout, ours.recurrent_dropout, ours.weight_dropout) == (0.1, 0.2, 0.3)
+    torch.testing.assert_close(ours.weight_hh_l0, theirs.weight_hh_l0, atol=0, rtol=0)
+    with pytest.raises(
+        ValueError, match=r"LSTM.from_torch: layer_norm=True gives parameters that torch's LSTM lacks .*weight_ln_c_l0"
+    ):
+        lstmlab.LSTM.from_torch(theirs, layer_norm=True)
 
 
 def test_to_torch_refuses_the_regularisers() -> None:
