@@ -533,7 +533,8 @@ def _with_regularisers(owner: str, config: StackConfig, **values: Any) -> StackC
 
 class _Regularised:
     """Zoneout, recurrent dropout and weight dropout (`lstmlab.cells.regularisers`) as
-    attributes of a stack: set at construction or any time later (none changes a parameter)."""
+    attributes of a stack: set at construction or any time later (none changes a parameter);
+    `layer_norm`, which adds parameters, readable and fixed."""
 
     _owner: str
     config: StackConfig
@@ -574,6 +575,22 @@ class _Regularised:
     @weight_dropout.setter
     def weight_dropout(self, value: float) -> None:
         self._set_regularisers(weight_dropout=value)
+
+    @property
+    def layer_norm(self) -> bool:
+        """Whether the cell normalises its pre-activations (`lstmlab.cells.layer_norm`); fixed at
+        construction, as it adds parameters."""
+        return self.config.spec.layer_norm  # type: ignore[union-attr]
+
+    @layer_norm.setter
+    def layer_norm(self, value: bool) -> None:
+        if value != self.layer_norm:
+            raise FixedAttribute(
+                self._owner,
+                "layer_norm",
+                f"cannot change after construction (it adds or removes parameters): is {self.layer_norm!r}, got {value!r}; "
+                "build a new module and load the weights that still fit",
+            )
 
 
 def _suffixes(num_layers: int, bidirectional: bool) -> list[str]:

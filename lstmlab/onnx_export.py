@@ -55,7 +55,8 @@ def export_onnx(
         the graph initial-state inputs. It fixes the shapes only when `dynamic=False`.
 
     Raises `Unsupported` naming the missing operator feature for cells ONNX's operators
-    cannot compute (NIG, NFG, NOG, FGR, proj_size > 0).
+    cannot compute (NIG, NFG, NOG, FGR, proj_size > 0, layer_norm=True) and for zoneout
+    (recurrent and weight dropout act in training only: exported, they do nothing).
 
     Example:
         >>> lstm = lstmlab.LSTM(8, 16, num_layers=2, variant="peephole").eval()
@@ -74,6 +75,13 @@ def export_onnx(
         )
     if not isinstance(path, (str, Path)):
         raise WrongType(_OWNER, "path", f"must be a str or Path; got {type(path).__name__}")
+    if stack.config.zoneout_h or stack.config.zoneout_c:  # its evaluation form is no operator's
+        raise Unsupported(
+            _OWNER,
+            "module_or_model",
+            f"cannot be exported with zoneout={stack.zoneout!r}: ONNX's operators have no zoneout, whose evaluation "
+            "form blends each step's state with the previous one (set zoneout=0)",
+        )
     x, hx = example_input if isinstance(example_input, (tuple, list)) else (example_input, None)
     _check_example(stack, x, hx, token_inputs)
     graph = _Graph(onnx)

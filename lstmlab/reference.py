@@ -49,7 +49,9 @@ def unroll(
     """Run the cell over all steps of x. keep: (T, B, 1) mask of valid steps or None.
 
     The input projection W x + b_ih is one product for all steps, hoisted out of the loop.
-    Returns (y, final state, per-step caches if `record` else [], W x before normalisation).
+    Returns (y, final state, per-step caches if `record` else [], W x before normalisation);
+    a step's cache holds the cell's intermediates (its state before zoneout, as `step` gives
+    them) and, under "state", the state the step leaves.
     """
     cell = family(spec)
     zx, wx = input_projection(ops, x, w)  # (N1) with layer_norm
@@ -68,6 +70,7 @@ def unroll(
             out = k * out
         ys.append(out)
         if record:
+            cache["state"] = new_state
             caches.append(cache)
         state = new_state
     if ys:

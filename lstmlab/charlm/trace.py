@@ -85,8 +85,8 @@ def _stack(caches: list[dict], key: str) -> np.ndarray:
 
 
 def _layer_trace(spec: object, caches: list[dict], y: np.ndarray) -> LayerTrace:
-    if isinstance(spec, LSTMSpec):
-        cell = np.tanh(_stack(caches, "c_new"))
+    if isinstance(spec, LSTMSpec):  # the cell state the step leaves: after zoneout (Z1)
+        cell = np.tanh(np.stack([cache["state"][1][0] for cache in caches]))
         gates = {name: _stack(caches, name) for name in ("i", "f", "o") if isinstance(caches[0][name], np.ndarray)}
     elif isinstance(spec, GRUSpec):
         cell = y[:, 0]
