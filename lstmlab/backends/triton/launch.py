@@ -97,3 +97,21 @@ def product_into(h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, ou
         torch.mm(h, w.t(), out=out)
     else:
         torch.addmm(bias, h, w.t(), out=out)
+
+
+def zoneout_flag(d: torch.Tensor | None, like: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """d of (Z1) as the kernels read it, and their ZONE flag: 0 no zoneout (d a dummy tensor),
+    1 one value per unit and step (d a contiguous (T, B, S)), 2 one value for all (an expanded
+    constant, as at evaluation: each step's kernel reads d[t]'s first element)."""
+    if d is None:
+        return like.new_empty(1), 0
+    if all(stride == 0 for stride in d.stride()):
+        return d, 2
+    return d.contiguous(), 1
+
+
+def recurrent_flag(m: torch.Tensor | None, like: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """m of (D1) (B, S_h) contiguous, and the kernels' RD flag; a dummy tensor when m is None."""
+    if m is None:
+        return like.new_empty(1), False
+    return m.contiguous(), True

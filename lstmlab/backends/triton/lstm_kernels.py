@@ -23,8 +23,17 @@ import triton.language as tl
 from torch import Tensor
 
 from lstmlab.backends.base import rows
-from lstmlab.backends.triton.launch import float32_copy, keep_flags, kernel, launch, product_into
+from lstmlab.backends.triton.launch import (
+    float32_copy,
+    keep_flags,
+    kernel,
+    launch,
+    product_into,
+    recurrent_flag,
+    zoneout_flag,
+)
 from lstmlab.cells import LayerWeights, LSTMSpec
+from lstmlab.cells.regularisers import LayerMasks
 
 
 def constexprs(spec: LSTMSpec) -> dict[str, int]:
@@ -57,6 +66,9 @@ def lstm_forward_step(
     y_ptr,  # (B, H) the output (no projection, with lengths)
     a_out_ptr,  # (B, NR*H) (FGR)
     gates_ptr,  # (B, NG*H) float32 activations, for backward
+    dzh_ptr,  # d of (Z1) for h (no projection; see launch.zoneout_flag)
+    dzc_ptr,  # d of (Z1) for c
+    cand_ptr,  # (B, H) float32 out: the candidate c~ before zoneout (ZC)
     t,
     H,
     n,
@@ -78,6 +90,8 @@ def lstm_forward_step(
     TANH_H: tl.constexpr,
     PROJ: tl.constexpr,
     HAS_LENGTHS: tl.constexpr,
+    ZH: tl.constexpr,
+    ZC: tl.constexpr,
 ):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     valid = offs < n
@@ -135,13 +149,27 @@ def lstm_forward_step(
     keep = valid
     if HAS_LENGTHS:
         keep = tl.load(lengths_ptr + b, mask=valid, other=0) > t
-    tl.store(c_out_ptr + offs, tl.where(keep, c_new, c), mask=valid)
-    if PROJ:
+    c_state = c_new
+    if ZC > 0:  # (Z1) on c; the output gate's peephole saw the candidate c~ = c_new
+        tl.store(cand_ptr + offs, c_new, mask=valid)
+        if ZC == 1:
+            d = tl.load(dzc_ptr + offs, mask=valid, other=0.0).to(tl.float32)
+        else:
+            d = tl.load(dzc_ptr + offs * 0, mask=valid, other=0.0).to(tl.float32)
+        c_state = c_new + d * (c - c_new)
+    tl.store(c_out_ptr + offs, tl.where(keep, c_state, c), mask=valid)
+    if PROJ:  # zoneout and lengths act on h' = W_hr m, after this kernel
         tl.store(h_out_ptr + offs, m.to(h_out_ptr.dtype.element_ty), mask=valid)
-    elif HAS_LENGTHS:
+    elif HAS_LENGTHS or ZH > 0:
         h_prev = tl.load(h_prev_ptr + offs, mask=valid, other=0.0).to(tl.float32)
-        tl.store(h_out_ptr + offs, tl.where(keep, m, h_prev).to(h_out_ptr.dtype.element_ty), mask=valid)
-        tl.store(y_ptr + offs, tl.where(keep, m, 0.0).to(y_ptr.dtype.element_ty), mask=valid)
+        h_state = m
+        if ZH == 1:  # (Z1) on h
+            h_state = m + tl.load(dzh_ptr + offs, mask=valid, other=0.0).to(tl.float32) * (h_prev - m)
+        elif ZH == 2:
+            h_state = m + tl.load(dzh_ptr + offs * 0, mask=valid, other=0.0).to(tl.float32) * (h_prev - m)
+        tl.store(h_out_ptr + offs, tl.where(keep, h_state, h_prev).to(h_out_ptr.dtype.element_ty), mask=valid)
+        if HAS_LENGTHS:
+            tl.store(y_ptr + offs, tl.where(keep, h_state, 0.0).to(y_ptr.dtype.element_ty), mask=valid)
     else:
         tl.store(h_out_ptr + offs, m.to(h_out_ptr.dtype.element_ty), mask=valid)
     if RI >= 0:
@@ -178,6 +206,9 @@ def lstm_backward_step(
     lengths_ptr,  # (B,) int32
     dz_ptr,  # (B, NG*H) out: gradient of the pre-activations
     dza_ptr,  # (B, NR*H) out: the same for FGR's gates, contiguous
+    rm_ptr,  # (B, H) m of (D1): dhg is the gradient of m ⊙ h' (RD, no projection)
+    dzh_ptr,  # d of (Z1) for h (no projection)
+    dzc_ptr,  # d of (Z1) for c
     t,
     H,
     n,
@@ -199,6 +230,9 @@ def lstm_backward_step(
     TANH_H: tl.constexpr,
     PROJ: tl.constexpr,
     HAS_LENGTHS: tl.constexpr,
+    RD: tl.constexpr,
+    ZH: tl.constexpr,
+    ZC: tl.constexpr,
 ):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     valid = offs < n
@@ -217,10 +251,29 @@ def lstm_backward_step(
         dh = tl.load(dm_ptr + offs, mask=valid, other=0.0).to(tl.float32)
     else:
         dh_in = tl.load(dhg_ptr + offs, mask=valid, other=0.0).to(tl.float32)
+        if RD:  # (D1): the next step's product read m ⊙ h'
+            dh_in *= tl.load(rm_ptr + offs, mask=valid, other=0.0).to(tl.float32)
         dh_in += tl.load(dhc_ptr + offs, mask=valid, other=0.0)
         dh = dh_in + tl.load(dy_ptr + offs, mask=valid, other=0.0).to(tl.float32)
-        tl.store(dhc_ptr + offs, tl.where(keep, zero, dh_in), mask=valid)
+        dh_old = zero
+        if ZH > 0:  # (Z1): d of h''s gradient goes to the old h, 1 - d to the candidate
+            if ZH == 1:
+                d = tl.load(dzh_ptr + offs, mask=valid, other=0.0).to(tl.float32)
+            else:
+                d = tl.load(dzh_ptr + offs * 0, mask=valid, other=0.0).to(tl.float32)
+            dh_old = d * dh
+            dh = dh - dh_old
+        tl.store(dhc_ptr + offs, tl.where(keep, dh_old, dh_in), mask=valid)
     dc_in = tl.load(dc_ptr + offs, mask=valid, other=0.0)
+    dc_cand = dc_in
+    dc_old = zero
+    if ZC > 0:  # (Z1) on c, as on h
+        if ZC == 1:
+            d = tl.load(dzc_ptr + offs, mask=valid, other=0.0).to(tl.float32)
+        else:
+            d = tl.load(dzc_ptr + offs * 0, mask=valid, other=0.0).to(tl.float32)
+        dc_old = d * dc_in
+        dc_cand = dc_in - dc_old
     da_i = zero
     da_f = zero
     da_o = zero
@@ -255,9 +308,9 @@ def lstm_backward_step(
     if TANH_H:
         e = tl.exp(-2.0 * tl.abs(c_new))
         hc = tl.where(c_new >= 0, 1.0, -1.0) * (1.0 - e) / (1.0 + e)
-        dc_new = dc_in + dh * o * (1.0 - hc * hc)  # (L6)
+        dc_new = dc_cand + dh * o * (1.0 - hc * hc)  # (L6)
     else:
-        dc_new = dc_in + dh * o
+        dc_new = dc_cand + dh * o
     if BO >= 0:  # (L5)
         dpo = (dh * hc + da_o) * o * (1.0 - o)
         if PO >= 0:
@@ -290,6 +343,8 @@ def lstm_backward_step(
         tl.store(dz_ptr + row + BI * H, tl.where(keep, dpi, zero).to(dz_ptr.dtype.element_ty), mask=valid)
         if RI >= 0:
             tl.store(dza_ptr + arow + RI * H, tl.where(keep, dpi, zero).to(dza_ptr.dtype.element_ty), mask=valid)
+    if ZC > 0:
+        dc += dc_old
     tl.store(dc_ptr + offs, tl.where(keep, dc, dc_in), mask=valid)
 
 
@@ -298,21 +353,30 @@ def project_forward_step(
     hp_ptr,  # (B, P) W_hr m
     h_prev_ptr,  # (B, P)
     lengths_ptr,  # (B,) int32
+    dzh_ptr,  # d of (Z1) for h
     h_out_ptr,  # (B, P)
-    y_ptr,  # (B, P)
+    y_ptr,  # (B, P) (with lengths)
     t,
     P,
     n,
     BLOCK: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr,
+    ZH: tl.constexpr,
 ):
-    """(L7) with lengths: padded rows keep h and output zero."""
+    """(L7) with lengths or zoneout: h' zoned out (Z1); padded rows keep h and output zero."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     valid = offs < n
-    keep = tl.load(lengths_ptr + offs // P, mask=valid, other=0) > t
-    hp = tl.load(hp_ptr + offs, mask=valid, other=0.0)
-    h_prev = tl.load(h_prev_ptr + offs, mask=valid, other=0.0)
-    tl.store(h_out_ptr + offs, tl.where(keep, hp, h_prev), mask=valid)
-    tl.store(y_ptr + offs, tl.where(keep, hp, 0.0), mask=valid)
+    hp = tl.load(hp_ptr + offs, mask=valid, other=0.0).to(tl.float32)
+    h_prev = tl.load(h_prev_ptr + offs, mask=valid, other=0.0).to(tl.float32)
+    if ZH == 1:
+        hp += tl.load(dzh_ptr + offs, mask=valid, other=0.0).to(tl.float32) * (h_prev - hp)
+    elif ZH == 2:
+        hp += tl.load(dzh_ptr + offs * 0, mask=valid, other=0.0).to(tl.float32) * (h_prev - hp)
+    keep = valid
+    if HAS_LENGTHS:
+        keep = tl.load(lengths_ptr + offs // P, mask=valid, other=0) > t
+        tl.store(y_ptr + offs, tl.where(keep, hp, 0.0).to(y_ptr.dtype.element_ty), mask=valid)
+    tl.store(h_out_ptr + offs, tl.where(keep, hp, h_prev).to(h_out_ptr.dtype.element_ty), mask=valid)
 
 
 @kernel(do_not_specialize=["t"])
@@ -321,12 +385,16 @@ def project_backward_step(
     dhg_ptr,  # (B, P) gradient of h' through the next step's U
     dhc_ptr,  # (B, P) float32, gradient of h' carried past padding (in/out)
     lengths_ptr,  # (B,) int32
+    rm_ptr,  # (B, P) m of (D1): dhg is the gradient of m ⊙ h' (RD)
+    dzh_ptr,  # d of (Z1) for h
     dhp_ptr,  # (B, P) out: gradient of W_hr m (zero on padded rows)
     t,
     P,
     n,
     BLOCK: tl.constexpr,
     HAS_LENGTHS: tl.constexpr,
+    RD: tl.constexpr,
+    ZH: tl.constexpr,
 ):
     """Gradient of h' = W_hr m (L7), masked: the input of the product dm = dh' W_hr."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -335,17 +403,31 @@ def project_backward_step(
     if HAS_LENGTHS:
         keep = tl.load(lengths_ptr + offs // P, mask=valid, other=0) > t
     dh_in = tl.load(dhg_ptr + offs, mask=valid, other=0.0).to(tl.float32)
+    if RD:  # (D1)
+        dh_in *= tl.load(rm_ptr + offs, mask=valid, other=0.0).to(tl.float32)
     dh_in += tl.load(dhc_ptr + offs, mask=valid, other=0.0)
     dh = dh_in + tl.load(dy_ptr + offs, mask=valid, other=0.0).to(tl.float32)
     zero = tl.full([BLOCK], 0.0, tl.float32)
-    tl.store(dhc_ptr + offs, tl.where(keep, zero, dh_in), mask=valid)
-    tl.store(dhp_ptr + offs, tl.where(keep, dh, zero).to(dhp_ptr.dtype.element_ty), mask=valid)
+    dh_old = zero
+    if ZH == 1:  # (Z1): d to the old h, 1 - d to the candidate W_hr m
+        dh_old = tl.load(dzh_ptr + offs, mask=valid, other=0.0).to(tl.float32) * dh
+    elif ZH == 2:
+        dh_old = tl.load(dzh_ptr + offs * 0, mask=valid, other=0.0).to(tl.float32) * dh
+    tl.store(dhc_ptr + offs, tl.where(keep, dh_old, dh_in), mask=valid)
+    tl.store(dhp_ptr + offs, tl.where(keep, dh - dh_old, zero).to(dhp_ptr.dtype.element_ty), mask=valid)
 
 
 def forward(
-    spec: LSTMSpec, zx: Tensor, state: tuple[Tensor, ...], w: LayerWeights, lengths: Tensor | None, save: bool
+    spec: LSTMSpec,
+    zx: Tensor,
+    state: tuple[Tensor, ...],
+    w: LayerWeights,
+    lengths: Tensor | None,
+    masks: LayerMasks,
+    save: bool,
 ) -> tuple[Tensor, tuple[Tensor, ...], dict[str, Tensor | None]]:
-    """One layer in one direction from zx = W x + b_ih (T, B, NG*H).
+    """One layer in one direction from zx = W x + b_ih (T, B, NG*H), with the masks of
+    zoneout and recurrent dropout (`LayerMasks()`: none).
 
     Returns y (T, B, P), the final state (h, c[, a]) and the tape backward reads.
     """
@@ -355,6 +437,10 @@ def forward(
     flags = constexprs(spec)
     proj, fgr = w.w_hr is not None, spec.gate_recurrence
     lens, has_lengths = keep_flags(lengths, zx)
+    zoned = masks.zoneout or (None, None)
+    dzh, zone_h = zoneout_flag(zoned[0], zx)
+    dzc, zone_c = zoneout_flag(zoned[1], zx)
+    rm, rd = recurrent_flag(masks.recurrent, zx)
     f32 = dict(device=zx.device, dtype=torch.float32)
     dummy = zx.new_empty(1)
 
@@ -367,14 +453,18 @@ def forward(
         acts[0] = state[2]
     y = zx.new_empty(T, B, P) if has_lengths else hs[1:]
     gates = torch.empty(T if save else 1, B, flags["NG"] * H, **f32)
+    cands = torch.empty(T if save else 1, B, H, **f32) if zone_c else None  # c~ before zoneout
     ms = zx.new_empty(T if save else 1, B, H) if proj else None
     zh = zx.new_empty(B, flags["NG"] * H)
     za = zx.new_empty(B, flags["NR"] * H) if fgr else dummy
-    hp = zx.new_empty(B, P) if proj and has_lengths else None
+    hp = zx.new_empty(B, P) if proj and (has_lengths or zone_h) else None
+    hm = zx.new_empty(B, P) if rd else None  # m ⊙ h (D1)
     p = w.w_ch.contiguous() if w.w_ch is not None else dummy
     for t in range(T):
         s = t if save else 0
-        product_into(hs[t], w.w_hh, w.b_hh, zh)
+        if hm is not None:
+            torch.mul(hs[t], rm, out=hm)
+        product_into(hs[t] if hm is None else hm, w.w_hh, w.b_hh, zh)
         if acts is not None:
             torch.mm(acts[t], w.w_gh.t(), out=za)
         launch(
@@ -393,21 +483,27 @@ def forward(
             y[t],
             acts[t + 1] if acts is not None else dummy,
             gates[s],
+            dzh[t] if zone_h and not proj else dummy,
+            dzc[t] if zone_c else dummy,
+            cands[s] if cands is not None else dummy,
             t,
             H,
             PROJ=proj,
             HAS_LENGTHS=has_lengths,
+            ZH=0 if proj else zone_h,
+            ZC=zone_c,
             **flags,
         )
         if ms is not None and hp is None:
             torch.mm(ms[s], w.w_hr.t(), out=hs[t + 1])
         elif ms is not None:
             torch.mm(ms[s], w.w_hr.t(), out=hp)
-            launch(project_forward_step, B * P, hp, hs[t], lens, hs[t + 1], y[t], t, P)
+            dz = dzh[t] if zone_h else dummy
+            launch(project_forward_step, B * P, hp, hs[t], lens, dz, hs[t + 1], y[t], t, P, HAS_LENGTHS=has_lengths, ZH=zone_h)
     final: tuple[Tensor, ...] = (hs[T].clone(), cs[T].to(zx.dtype))
     if acts is not None:
         final += (acts[T].clone(),)
-    tape = {"hs": hs, "cs": cs, "acts": acts, "gates": gates, "ms": ms}
+    tape = {"hs": hs, "cs": cs, "acts": acts, "gates": gates, "ms": ms, "cands": cands}
     return y, final, tape
 
 
@@ -415,18 +511,23 @@ def backward(
     spec: LSTMSpec,
     w: LayerWeights,
     lengths: Tensor | None,
+    masks: LayerMasks,
     tape: dict[str, Tensor | None],
     dy: Tensor,
     dfinal: tuple[Tensor, ...],
 ) -> tuple[Tensor, tuple[Tensor, ...], dict[str, Tensor | None]]:
     """Backward of `forward`: (dzx (T, B, NG*H), gradients of the initial state,
     gradients of w_hh, b_hh, w_ch, w_gh, w_hr)."""
-    hs, cs, acts, gates, ms = (tape[k] for k in ("hs", "cs", "acts", "gates", "ms"))
+    hs, cs, acts, gates, ms, cands = (tape[k] for k in ("hs", "cs", "acts", "gates", "ms", "cands"))
     T, B, P = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
     H = cs.shape[-1]
     flags = constexprs(spec)
     proj, fgr = w.w_hr is not None, spec.gate_recurrence
     lens, has_lengths = keep_flags(lengths, hs)
+    zoned = masks.zoneout or (None, None)
+    dzh, zone_h = zoneout_flag(zoned[0], hs)
+    dzc, zone_c = zoneout_flag(zoned[1], hs)
+    rm, rd = recurrent_flag(masks.recurrent, hs)
     dummy = hs.new_empty(1)
     dy = dy.contiguous()
 
@@ -441,7 +542,22 @@ def backward(
     p = w.w_ch.contiguous() if w.w_ch is not None else dummy
     for t in reversed(range(T)):
         if dhp is not None:
-            launch(project_backward_step, B * P, dy[t], dhg, dhc, lens, dhp[t], t, P, HAS_LENGTHS=has_lengths)
+            launch(
+                project_backward_step,
+                B * P,
+                dy[t],
+                dhg,
+                dhc,
+                lens,
+                rm,
+                dzh[t] if zone_h else dummy,
+                dhp[t],
+                t,
+                P,
+                HAS_LENGTHS=has_lengths,
+                RD=rd,
+                ZH=zone_h,
+            )
             torch.mm(dhp[t], w.w_hr, out=dm)
         launch(
             lstm_backward_step,
@@ -455,29 +571,37 @@ def backward(
             dac,
             gates[t],
             cs[t],
-            cs[t + 1],
+            cands[t] if cands is not None else cs[t + 1],
             p,
             lens,
             dz[t],
             dza[t] if dza is not None else dummy,
+            rm,
+            dzh[t] if zone_h and not proj else dummy,
+            dzc[t] if zone_c else dummy,
             t,
             H,
             PROJ=proj,
             HAS_LENGTHS=has_lengths,
+            RD=rd and not proj,
+            ZH=0 if proj else zone_h,
+            ZC=zone_c,
             **flags,
         )
         torch.mm(dz[t], w.w_hh, out=dhg)
         if dza is not None:
             torch.mm(dza[t], w.w_gh, out=dag)
 
-    dstate: tuple[Tensor, ...] = (dhg + dhc, dc)
+    dstate: tuple[Tensor, ...] = ((dhg if not rd else dhg * rm) + dhc, dc)
     if fgr:
         dstate += (dag + dac,)
-    grads: dict[str, Tensor | None] = {"w_hh": rows(dz).t() @ rows(hs[:-1])}
+    h_in = hs[:-1] if not rd else hs[:-1] * rm  # what the products read (D1)
+    grads: dict[str, Tensor | None] = {"w_hh": rows(dz).t() @ rows(h_in)}
     grads["b_hh"] = dz.float().sum((0, 1)) if w.b_hh is not None else None
     if spec.peephole:
         blocks = {gate: dz[..., k * H : (k + 1) * H].float() for k, gate in enumerate(spec.gates)}
-        cell = {"i": cs[:-1], "f": cs[:-1], "o": cs[1:]}  # input and forget gates peek at c, the output gate at c'
+        c_new = cs[1:] if cands is None else cands  # the output gate peeks at the candidate c~
+        cell = {"i": cs[:-1], "f": cs[:-1], "o": c_new}  # input and forget gates peek at c, the output gate at c'
         grads["w_ch"] = torch.cat([(blocks[gate] * cell[gate]).sum((0, 1)) for gate in spec.peephole_gates])
     if dza is not None:
         grads["w_gh"] = rows(dza).t() @ rows(acts[:-1])
