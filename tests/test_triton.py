@@ -150,7 +150,7 @@ def test_kernels_compile_for_a_cuda_device(monkeypatch: pytest.MonkeyPatch) -> N
 @needs_triton
 def test_regularised_kernels_compile_for_a_cuda_device(monkeypatch: pytest.MonkeyPatch) -> None:
     """As above, for the kernels' forms with zoneout (a mask per unit in training, a constant
-    at evaluation), recurrent dropout and the GRU's layer normalisation."""
+    at evaluation), recurrent dropout and the LSTM's layer normalisation (one program per row)."""
     launches = _record_launches(monkeypatch)
     like = torch.zeros(1, dtype=torch.float16)
     x = make_input(2, 2, INPUT_SIZE, torch.float16)
@@ -158,6 +158,7 @@ def test_regularised_kernels_compile_for_a_cuda_device(monkeypatch: pytest.Monke
     for cls, kwargs in [
         (lstmlab.LSTM, {"variant": "FGR", **both}),
         (lstmlab.LSTM, {"variant": "CIFG", "proj_size": 2, **both}),
+        (lstmlab.LSTM, {"variant": "peephole", "layer_norm": True, **both}),
         (lstmlab.GRU, {"layer_norm": True, **both}),
         (lstmlab.GRU, {"reset": "before", **both}),
     ]:
@@ -175,7 +176,8 @@ def test_regularised_kernels_compile_for_a_cuda_device(monkeypatch: pytest.Monke
     assert {zone for _, zone in zoned} == {1, 2}  # both forms of zoneout, in each kernel that has it
     assert len(zoned) == 2 * len({name for name, _ in zoned})
     assert any(dict(constexprs).get("RD") for _, _, constexprs in launches)
-    regularised = {key: kernel for key, kernel in launches.items() if any(dict(key[2]).get(f) for f in ("ZH", "ZC", "RD"))}
+    assert any(dict(constexprs).get("LN") for _, _, constexprs in launches)
+    regularised = {key: k for key, k in launches.items() if any(dict(key[2]).get(f) for f in ("ZH", "ZC", "RD", "LN"))}
     _compile_for_sm90(regularised)  # the other forms are the test above's
 
 

@@ -142,8 +142,6 @@ class TritonBackend(LayeredBackend):
                 "Triton's interpreter (TRITON_INTERPRET=1) computes bfloat16 wrongly "
                 "(triton-lang/triton issues #4972 and #11584); bfloat16 runs compiled, on CUDA"
             )
-        if isinstance(config.spec, LSTMSpec):  # (N3) normalises c' inside the fused step: not written yet
-            return regularisers_missing(config, "the Triton LSTM kernels", ("zoneout", "recurrent_dropout"))
         return regularisers_missing(config, "the Triton kernels", ("zoneout", "recurrent_dropout", "layer_norm"))
 
     def layer(

@@ -18,22 +18,31 @@ No `from __future__ import annotations` here: Triton reads `tl.constexpr` from t
 kernels' annotations, which must stay objects, not strings.
 """
 
+from typing import Any
+
 import torch
 import triton.language as tl
 from torch import Tensor
 
 from lstmlab.backends.base import rows
 from lstmlab.backends.triton.launch import (
+    Kernel,
+    add_combine,
     float32_copy,
     keep_flags,
     kernel,
     launch,
+    launch_rows,
     product_into,
     recurrent_flag,
     zoneout_flag,
 )
+from lstmlab.backends.triton.layer_norm import layer_norm_affine, layer_norm_affine_backward, normalized
 from lstmlab.cells import LayerWeights, LSTMSpec
+from lstmlab.cells.layer_norm import EPS
 from lstmlab.cells.regularisers import LayerMasks
+
+LN_EPS = tl.constexpr(EPS)  # compiled kernels read only constexpr globals
 
 
 def constexprs(spec: LSTMSpec) -> dict[str, int]:
@@ -68,7 +77,9 @@ def lstm_forward_step(
     gates_ptr,  # (B, NG*H) float32 activations, for backward
     dzh_ptr,  # d of (Z1) for h (no projection; see launch.zoneout_flag)
     dzc_ptr,  # d of (Z1) for c
-    cand_ptr,  # (B, H) float32 out: the candidate c~ before zoneout (ZC)
+    cand_ptr,  # (B, H) float32 out: the candidate c~ before zoneout (ZC or LN)
+    lnc_ptr,  # (H,) γ_c of (N3) (LN)
+    lnb_ptr,  # (H,) β_c of (N3) (LN)
     t,
     H,
     n,
@@ -92,11 +103,18 @@ def lstm_forward_step(
     HAS_LENGTHS: tl.constexpr,
     ZH: tl.constexpr,
     ZC: tl.constexpr,
+    LN: tl.constexpr,
 ):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    valid = offs < n
-    b = offs // H
-    j = offs % H
+    if LN:  # one program per batch row: (N3) reduces over the row
+        j = tl.arange(0, BLOCK)
+        b = tl.program_id(0) + tl.full([BLOCK], 0, tl.int32)
+        valid = j < H
+        offs = b * H + j
+    else:
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        valid = offs < n
+        b = offs // H
+        j = offs % H
     row = b * (NG * H) + j
     arow = b * (NR * H) + j
     one = tl.full([BLOCK], 1.0, tl.float32)
@@ -140,18 +158,27 @@ def lstm_forward_step(
             x += tl.load(p_ptr + PO * H + j, mask=valid, other=0.0).to(tl.float32) * c_new
         e = tl.exp(-tl.abs(x))
         o = tl.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-    hc = c_new
+    cn = c_new
+    if LN:  # (N3) on the candidate c' (the carried state is not normalised)
+        mean = tl.reduce(tl.where(valid, c_new, 0.0), 0, add_combine) / H
+        centred = tl.where(valid, c_new - mean, 0.0)
+        rstd = 1.0 / tl.sqrt(tl.reduce(centred * centred, 0, add_combine) / H + LN_EPS)
+        normed = centred * rstd
+        cn = normed * tl.load(lnc_ptr + j, mask=valid, other=0.0).to(tl.float32)
+        cn += tl.load(lnb_ptr + j, mask=valid, other=0.0).to(tl.float32)
+    hc = cn
     if TANH_H:
-        e = tl.exp(-2.0 * tl.abs(c_new))
-        hc = tl.where(c_new >= 0, 1.0, -1.0) * (1.0 - e) / (1.0 + e)
+        e = tl.exp(-2.0 * tl.abs(cn))
+        hc = tl.where(cn >= 0, 1.0, -1.0) * (1.0 - e) / (1.0 + e)
     m = o * hc  # (L6); h' = m, or W_hr m (L7) after this kernel
 
     keep = valid
     if HAS_LENGTHS:
         keep = tl.load(lengths_ptr + b, mask=valid, other=0) > t
     c_state = c_new
-    if ZC > 0:  # (Z1) on c; the output gate's peephole saw the candidate c~ = c_new
+    if ZC > 0 or LN:  # backward reads the candidate c~ = c_new
         tl.store(cand_ptr + offs, c_new, mask=valid)
+    if ZC > 0:  # (Z1) on c; the output gate's peephole saw the candidate
         if ZC == 1:
             d = tl.load(dzc_ptr + offs, mask=valid, other=0.0).to(tl.float32)
         else:
@@ -209,6 +236,9 @@ def lstm_backward_step(
     rm_ptr,  # (B, H) m of (D1): dhg is the gradient of m ⊙ h' (RD, no projection)
     dzh_ptr,  # d of (Z1) for h (no projection)
     dzc_ptr,  # d of (Z1) for c
+    lnc_ptr,  # (H,) γ_c of (N3) (LN)
+    lnb_ptr,  # (H,) β_c of (N3) (LN)
+    dcn_ptr,  # (B, H) float32 out: gradient of γ_c ⊙ N(c') + β_c (LN)
     t,
     H,
     n,
@@ -233,11 +263,18 @@ def lstm_backward_step(
     RD: tl.constexpr,
     ZH: tl.constexpr,
     ZC: tl.constexpr,
+    LN: tl.constexpr,
 ):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    valid = offs < n
-    b = offs // H
-    j = offs % H
+    if LN:  # one program per batch row: (N3) reduces over the row
+        j = tl.arange(0, BLOCK)
+        b = tl.program_id(0) + tl.full([BLOCK], 0, tl.int32)
+        valid = j < H
+        offs = b * H + j
+    else:
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        valid = offs < n
+        b = offs // H
+        j = offs % H
     row = b * (NG * H) + j
     arow = b * (NR * H) + j
     one = tl.full([BLOCK], 1.0, tl.float32)
@@ -304,13 +341,28 @@ def lstm_backward_step(
     o = one
     if BO >= 0:
         o = tl.load(gates_ptr + row + BO * H, mask=valid, other=0.0)
-    hc = c_new
+    cn = c_new
+    if LN:  # (N3) on the candidate c' (the carried state is not normalised)
+        mean = tl.reduce(tl.where(valid, c_new, 0.0), 0, add_combine) / H
+        centred = tl.where(valid, c_new - mean, 0.0)
+        rstd = 1.0 / tl.sqrt(tl.reduce(centred * centred, 0, add_combine) / H + LN_EPS)
+        normed = centred * rstd
+        cn = normed * tl.load(lnc_ptr + j, mask=valid, other=0.0).to(tl.float32)
+        cn += tl.load(lnb_ptr + j, mask=valid, other=0.0).to(tl.float32)
+    hc = cn
     if TANH_H:
-        e = tl.exp(-2.0 * tl.abs(c_new))
-        hc = tl.where(c_new >= 0, 1.0, -1.0) * (1.0 - e) / (1.0 + e)
-        dc_new = dc_cand + dh * o * (1.0 - hc * hc)  # (L6)
-    else:
-        dc_new = dc_cand + dh * o
+        e = tl.exp(-2.0 * tl.abs(cn))
+        hc = tl.where(cn >= 0, 1.0, -1.0) * (1.0 - e) / (1.0 + e)
+    dcn = dh * o  # (L6)
+    if TANH_H:
+        dcn *= 1.0 - hc * hc
+    if LN:  # (N3)'s backward; its gain and bias sum dcn over rows and steps after the loop
+        tl.store(dcn_ptr + offs, tl.where(keep, dcn, zero), mask=valid)
+        dn = dcn * tl.load(lnc_ptr + j, mask=valid, other=0.0).to(tl.float32)
+        dn_mean = tl.reduce(tl.where(valid, dn, 0.0), 0, add_combine) / H
+        dnn_mean = tl.reduce(tl.where(valid, dn * normed, 0.0), 0, add_combine) / H
+        dcn = rstd * (dn - dn_mean - normed * dnn_mean)
+    dc_new = dc_cand + dcn
     if BO >= 0:  # (L5)
         dpo = (dh * hc + da_o) * o * (1.0 - o)
         if PO >= 0:
@@ -417,6 +469,15 @@ def project_backward_step(
     tl.store(dhp_ptr + offs, tl.where(keep, dh - dh_old, zero).to(dhp_ptr.dtype.element_ty), mask=valid)
 
 
+def launch_cells(k: Kernel, B: int, H: int, ln: bool, *args: Any, **constexprs: Any) -> None:
+    """Launch a step kernel over the (B, H) cells: in flat blocks, or with layer normalisation
+    one program per batch row, since (N3) reduces over each row of c'."""
+    if ln:
+        launch_rows(k, B, H, *args, LN=True, **constexprs)
+    else:
+        launch(k, B * H, *args, LN=False, **constexprs)
+
+
 def forward(
     spec: LSTMSpec,
     zx: Tensor,
@@ -453,7 +514,9 @@ def forward(
         acts[0] = state[2]
     y = zx.new_empty(T, B, P) if has_lengths else hs[1:]
     gates = torch.empty(T if save else 1, B, flags["NG"] * H, **f32)
-    cands = torch.empty(T if save else 1, B, H, **f32) if zone_c else None  # c~ before zoneout
+    ln = w.w_ln_hh is not None  # (N2), (N3); (N1) is the backend's
+    cands = torch.empty(T if save else 1, B, H, **f32) if zone_c or ln else None  # c~ before zoneout
+    uh = zx.new_empty(T if save else 1, B, flags["NG"] * H) if ln else None  # U h before (N2)
     ms = zx.new_empty(T if save else 1, B, H) if proj else None
     zh = zx.new_empty(B, flags["NG"] * H)
     za = zx.new_empty(B, flags["NR"] * H) if fgr else dummy
@@ -464,12 +527,19 @@ def forward(
         s = t if save else 0
         if hm is not None:
             torch.mul(hs[t], rm, out=hm)
-        product_into(hs[t] if hm is None else hm, w.w_hh, w.b_hh, zh)
+        h_in = hs[t] if hm is None else hm
+        if uh is None:
+            product_into(h_in, w.w_hh, w.b_hh, zh)
+        else:
+            torch.mm(h_in, w.w_hh.t(), out=uh[s])
+            zh.copy_(layer_norm_affine(uh[s], w.w_ln_hh, w.b_hh))  # (N2)
         if acts is not None:
             torch.mm(acts[t], w.w_gh.t(), out=za)
-        launch(
+        launch_cells(
             lstm_forward_step,
-            B * H,
+            B,
+            H,
+            ln,
             zx[t],
             zh,
             za,
@@ -486,6 +556,8 @@ def forward(
             dzh[t] if zone_h and not proj else dummy,
             dzc[t] if zone_c else dummy,
             cands[s] if cands is not None else dummy,
+            w.w_ln_c if ln else dummy,
+            w.b_ln_c if ln else dummy,
             t,
             H,
             PROJ=proj,
@@ -503,7 +575,7 @@ def forward(
     final: tuple[Tensor, ...] = (hs[T].clone(), cs[T].to(zx.dtype))
     if acts is not None:
         final += (acts[T].clone(),)
-    tape = {"hs": hs, "cs": cs, "acts": acts, "gates": gates, "ms": ms, "cands": cands}
+    tape = {"hs": hs, "cs": cs, "acts": acts, "gates": gates, "ms": ms, "cands": cands, "uh": uh}
     return y, final, tape
 
 
@@ -518,7 +590,7 @@ def backward(
 ) -> tuple[Tensor, tuple[Tensor, ...], dict[str, Tensor | None]]:
     """Backward of `forward`: (dzx (T, B, NG*H), gradients of the initial state,
     gradients of w_hh, b_hh, w_ch, w_gh, w_hr)."""
-    hs, cs, acts, gates, ms, cands = (tape[k] for k in ("hs", "cs", "acts", "gates", "ms", "cands"))
+    hs, cs, acts, gates, ms, cands, uh = (tape[k] for k in ("hs", "cs", "acts", "gates", "ms", "cands", "uh"))
     T, B, P = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
     H = cs.shape[-1]
     flags = constexprs(spec)
@@ -540,6 +612,9 @@ def backward(
     dac = float32_copy(dfinal[2]) if fgr else dummy
     dm = hs.new_empty(B, H) if proj else dummy
     p = w.w_ch.contiguous() if w.w_ch is not None else dummy
+    ln = uh is not None
+    duh = hs.new_empty(T, B, flags["NG"] * H) if ln else dz  # gradient of U h: (N2)'s backward
+    dcn = torch.empty(T, B, H, device=hs.device, dtype=torch.float32) if ln else None  # of γ_c ⊙ N(c') + β_c
     for t in reversed(range(T)):
         if dhp is not None:
             launch(
@@ -559,9 +634,11 @@ def backward(
                 ZH=zone_h,
             )
             torch.mm(dhp[t], w.w_hr, out=dm)
-        launch(
+        launch_cells(
             lstm_backward_step,
-            B * H,
+            B,
+            H,
+            ln,
             dy[t],
             dhg,
             dhc,
@@ -579,6 +656,9 @@ def backward(
             rm,
             dzh[t] if zone_h and not proj else dummy,
             dzc[t] if zone_c else dummy,
+            w.w_ln_c if ln else dummy,
+            w.b_ln_c if ln else dummy,
+            dcn[t] if dcn is not None else dummy,
             t,
             H,
             PROJ=proj,
@@ -588,7 +668,9 @@ def backward(
             ZC=zone_c,
             **flags,
         )
-        torch.mm(dz[t], w.w_hh, out=dhg)
+        if ln:
+            duh[t] = layer_norm_affine_backward(uh[t], dz[t], w.w_ln_hh)  # (N2)
+        torch.mm(duh[t], w.w_hh, out=dhg)
         if dza is not None:
             torch.mm(dza[t], w.w_gh, out=dag)
 
@@ -596,8 +678,12 @@ def backward(
     if fgr:
         dstate += (dag + dac,)
     h_in = hs[:-1] if not rd else hs[:-1] * rm  # what the products read (D1)
-    grads: dict[str, Tensor | None] = {"w_hh": rows(dz).t() @ rows(h_in)}
+    grads: dict[str, Tensor | None] = {"w_hh": rows(duh).t() @ rows(h_in)}
     grads["b_hh"] = dz.float().sum((0, 1)) if w.b_hh is not None else None
+    if ln:
+        grads["w_ln_hh"] = (dz.float() * normalized(uh)[0]).sum((0, 1))
+        grads["w_ln_c"] = (dcn * normalized(cands)[0]).sum((0, 1))
+        grads["b_ln_c"] = dcn.sum((0, 1))
     if spec.peephole:
         blocks = {gate: dz[..., k * H : (k + 1) * H].float() for k, gate in enumerate(spec.gates)}
         c_new = cs[1:] if cands is None else cands  # the output gate peeks at the candidate c~
