@@ -21,6 +21,7 @@ import lstmlab
 from lstmlab import backends
 from lstmlab.backends.base import StackConfig
 from lstmlab.backends.masks import draw_masks
+from lstmlab.backends.triton import graphs
 from lstmlab.backends.triton.backend import INSTALL, import_error
 from lstmlab.cells import LayerWeights, RNNSpec
 
@@ -229,3 +230,43 @@ def test_what_runs_and_what_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     # what the backend refuses is the dtype, as without regularisers
     config = lstmlab.LSTM(2, 3, layer_norm=True, zoneout=0.1, backend="eager").config
     assert "got torch.float64" in triton.unsupported(config, cpu.double())
+
+
+GRAPH_CASES = ["LSTM-peephole-both", "GRU-before-both-bidirectional"]
+
+
+def replay_calls(cls: type, kwargs: dict[str, Any], device: str) -> None:
+    """Four calls with new inputs and masks (three in training, then evaluation's constants),
+    each as eager gives with the same masks: a replay never computes with stale masks."""
+    for call, mode in enumerate(["train", "train", "train", "eval"]):
+        eager, triton = pair(cls, kwargs, device, mode == "train")
+        x = make_input(T, B, INPUT_SIZE, torch.float32) * (1 + call)
+        expected = seeded(eager, x, LENGTHS, seed=call)
+        assert_same(seeded(triton, x.to(device), LENGTHS, seed=call), expected, atol=1e-5, rtol=1e-5)
+
+
+@needs_triton
+@pytest.mark.parametrize("case", GRAPH_CASES)
+def test_loops_through_emulated_recordings(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The regularised loops through the CUDA-graph recording (emulated on the CPU: see
+    test_triton_graphs): the masks are among the recorded loop's inputs."""
+    from test_triton_graphs import EmulatedCapture
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    capture = EmulatedCapture()
+    recorded = graphs.LoopGraphs(capture)
+    monkeypatch.setattr(graphs, "graphs_for", lambda device: recorded)
+    cls, kwargs, _ = CASES[case]
+    replay_calls(cls, kwargs, "cpu")
+    assert capture.captures > 0 and capture.replays > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@needs_triton
+@pytest.mark.parametrize("case", [*GRAPH_CASES, "LSTM-FGR-proj-layer_norm-both", "GRU-layer_norm-both-2layers-bidirectional"])
+def test_cuda_graphs_replay_with_new_masks(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    graphs._GRAPHS.clear()
+    cls, kwargs, _ = CASES[case]
+    replay_calls(cls, kwargs, "cuda")
+    assert len(graphs._GRAPHS[torch.device("cuda", torch.cuda.current_device())]) > 0
