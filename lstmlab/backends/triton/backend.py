@@ -1,9 +1,10 @@
 """The Triton backend: one layer in one direction per call, as a torch autograd
 Function whose backward is written by hand.
 
-Forward: the input projection W x + b_ih of all steps is one matrix product; the
-cell family's loop (`lstm_kernels`, `gru_kernels`, `rnn_kernels`) runs, per step,
-the recurrent product and one fused Triton kernel for the pointwise work. Backward:
+Forward: the input projection W x + b_ih of all steps is one matrix product (with
+layer normalisation, (N1) after it, in torch ops); the cell family's loop
+(`lstm_kernels`, `gru_kernels`, `rnn_kernels`) runs, per step, the recurrent product
+and one fused Triton kernel for the pointwise work. Backward:
 the family's loop runs, per step, the fused pointwise backward kernel and the
 recurrent products; the gradients of x, W_ih and b_ih are large products after it.
 
@@ -115,7 +116,8 @@ class _TritonLayer(torch.autograd.Function):
 
 class TritonBackend(LayeredBackend):
     """CUDA (or the CPU under TRITON_INTERPRET=1); float32, float16 and bfloat16; every
-    cell and flag. The matrix products run in the input's dtype (torch's, which on CUDA
+    cell and flag, and the regularisers inside the recurrence (zoneout, recurrent dropout,
+    layer normalisation). The matrix products run in the input's dtype (torch's, which on CUDA
     accumulate in float32); the pointwise work, the LSTM's cell state, the saved gate
     activations and the carried gradients are float32."""
 

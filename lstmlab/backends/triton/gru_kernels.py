@@ -9,6 +9,11 @@ two kernels around a second product: r and z, then U_n (r ⊙ h) + b_hn, then n 
 h'. Backward mirrors it: one kernel for n and z, the product for d(r ⊙ h), one
 kernel for r, then the product for dh.
 
+Regularisers: zoneout (Z1) in the kernels that make h'; recurrent dropout (D1) masks the
+products' input h (not (G4)'s z ⊙ h), the backward kernels mask the products' gradient;
+layer normalisation (reset="after"): (N1) before the loop (the backend), (N2) on each
+step's U h in torch ops around the product (the kernels are unchanged).
+
 Layout: one step's pre-activations are (B, 3H) in the weight rows' order r, z, n.
 Saved activations and carried gradients are float32; h keeps the input's dtype.
 

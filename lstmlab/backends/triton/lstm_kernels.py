@@ -8,6 +8,14 @@ Backward, per step: one kernel for all pointwise work, then the products for dh
 (and FGR's da); with a projection, first a small masking kernel and the product
 that gives dm. The weight gradients are large products after the loop.
 
+Regularisers (`lstmlab.cells.regularisers`, `lstmlab.cells.layer_norm`): zoneout (Z1)
+is part of the step kernels (of the projection kernels for h' = W_hr m), its mask read
+per unit or, at evaluation, as one constant (`launch.zoneout_flag`); recurrent dropout
+(D1) is one multiplication before the product, and the backward kernels multiply the
+product's gradient by m as they read it. Layer normalisation: (N1) before the loop (the
+backend), (N2) on each step's U h in torch ops around the product, (N3) on c' inside the
+step kernels, which then run one program per batch row (`launch_cells`).
+
 Layout: one step's pre-activations are (B, NG*H), the gate blocks in the weight
 rows' order (`LSTMSpec.gates`); the kernels take each gate's block index as a
 constexpr (-1: the gate is absent). The cell state, the saved activations and the

@@ -1,6 +1,8 @@
 """Triton kernels for the Elman RNN (equation R1 in `lstmlab.cells.rnn`), and the time
 loops that launch them for one layer in one direction: per step the product U h + b_hh
 and one kernel for the activation and masking; backward one kernel and one product.
+Zoneout (Z1) is part of the kernels; recurrent dropout (D1) masks the product's input.
+(The RNN module has neither regulariser; `Backend.run` with masks uses them.)
 
 No `from __future__ import annotations` here: Triton reads `tl.constexpr` from the
 kernels' annotations, which must stay objects, not strings.
