@@ -42,9 +42,17 @@ CASES: dict[str, tuple[type, dict[str, Any], bool]] = {
         {"variant": "CIFG", "num_layers": 2, "bidirectional": True, **BOTH},
         True,
     ),
-    "LSTM-FGR-proj-both": (lstmlab.LSTM, {"variant": "FGR", "proj_size": 2, **BOTH}, True),
+    "LSTM-FGR-proj-zoneout_h-recurrent_dropout": (
+        lstmlab.LSTM,
+        {"variant": "FGR", "proj_size": 2, "zoneout": (0.0, 0.5), "recurrent_dropout": 0.4},
+        True,
+    ),
     "LSTM-layer_norm": (lstmlab.LSTM, {"layer_norm": True}, False),
-    "LSTM-NOAF-nobias-layer_norm-both": (lstmlab.LSTM, {"variant": "NOAF", "bias": False, "layer_norm": True, **BOTH}, True),
+    "LSTM-NOAF-nobias-layer_norm-zoneout_c": (
+        lstmlab.LSTM,
+        {"variant": "NOAF", "bias": False, "layer_norm": True, "zoneout": (0.5, 0.0)},
+        True,
+    ),
     "LSTM-FGR-proj-layer_norm-both": (lstmlab.LSTM, {"variant": "FGR", "proj_size": 2, "layer_norm": True, **BOTH}, True),
     "GRU-after-both": (lstmlab.GRU, {"zoneout": 0.4, "recurrent_dropout": 0.4}, True),
     "GRU-before-both-bidirectional": (
@@ -270,3 +278,23 @@ def test_cuda_graphs_replay_with_new_masks(case: str, monkeypatch: pytest.Monkey
     cls, kwargs, _ = CASES[case]
     replay_calls(cls, kwargs, "cuda")
     assert len(graphs._GRAPHS[torch.device("cuda", torch.cuda.current_device())]) > 0
+
+
+@needs_triton
+@pytest.mark.parametrize("case", ["LSTM-FGR-proj-layer_norm-both", "GRU-before-both-bidirectional"])
+def test_inference_gives_the_forward_with_grad(case: str, device: str) -> None:
+    """Without grad the loops keep no tape (one step's scratch buffers): the same numbers."""
+    cls, kwargs, _ = CASES[case]
+    _, triton = pair(cls, kwargs, device, training=True)
+    x = make_input(T, B, INPUT_SIZE, torch.float32).to(device)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        y_infer, final_infer = triton(x)
+    torch.manual_seed(0)
+    y_train, final_train = triton(x.requires_grad_())
+    assert y_train.requires_grad and not y_infer.requires_grad
+    torch.testing.assert_close(y_infer, y_train, atol=0, rtol=0)
+    final_infer = (final_infer,) if isinstance(final_infer, torch.Tensor) else final_infer
+    final_train = (final_train,) if isinstance(final_train, torch.Tensor) else final_train
+    for a, b in zip(final_infer, final_train, strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
