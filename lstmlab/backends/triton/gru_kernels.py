@@ -35,7 +35,7 @@ from lstmlab.backends.triton.launch import (
     recurrent_flag,
     zoneout_flag,
 )
-from lstmlab.backends.triton.layer_norm import layer_norm_affine, layer_norm_affine_backward, normalized
+from lstmlab.backends.triton.layer_norm import layer_norm_step, layer_norm_step_backward, normalized
 from lstmlab.cells import GRUSpec, LayerWeights
 from lstmlab.cells.regularisers import LayerMasks
 
@@ -339,7 +339,7 @@ def forward(
                 product_into(h_in, w.w_hh, w.b_hh, zh)
             else:
                 torch.mm(h_in, w.w_hh.t(), out=uh[s])
-                zh.copy_(layer_norm_affine(uh[s], w.w_ln_hh, w.b_hh))  # (N2)
+                zh = layer_norm_step(uh[s], w.w_ln_hh, w.b_hh)  # (N2)
             launch(
                 gru_after_forward_step,
                 B * H,
@@ -435,7 +435,7 @@ def backward(
                 ZH=zone_h,
             )
             if uh is not None:
-                duh[t] = layer_norm_affine_backward(uh[t], dzh[t], w.w_ln_hh)  # (N2)
+                duh[t] = layer_norm_step_backward(uh[t], dzh[t], w.w_ln_hh)  # (N2)
             torch.mm(duh[t], w.w_hh, out=dhg)
         grads: dict[str, Tensor | None] = {"w_hh": rows(duh).t() @ rows(h_in)}
         grads["b_hh"] = dzh.float().sum((0, 1)) if w.b_hh is not None else None

@@ -1,7 +1,9 @@
 """Layer normalisation for the Triton backend's hand-written backward, in torch ops:
 (N1) on the input projection before the time loop, (N2) on a step's recurrent product
-inside it (equations in `lstmlab.cells.layer_norm`). Computed in float32 whatever the
-input's dtype; results in the input's dtype, as the products they replace.
+inside it (equations in `lstmlab.cells.layer_norm`). (N1) and the gains' gradients are
+computed in float32 whatever the input's dtype; (N2) runs once per step, so it is one of
+torch's fused layer-norm kernels each way (which accumulate in float32 on CUDA). Results
+are in the input's dtype, as the products they replace.
 """
 
 from __future__ import annotations
@@ -27,6 +29,20 @@ def layer_norm_affine(v: Tensor, gain: Tensor, bias: Tensor | None) -> Tensor:
     if bias is not None:
         out = out + bias.float()
     return out.to(v.dtype)
+
+
+def layer_norm_step(v: Tensor, gain: Tensor, bias: Tensor | None) -> Tensor:
+    """gain ⊙ N(v) + bias over the last axis of a step's (B, F) v, as one kernel; gain and
+    bias in v's dtype."""
+    return torch.native_layer_norm(v, (v.shape[-1],), gain, bias, EPS)[0]
+
+
+def layer_norm_step_backward(v: Tensor, dy: Tensor, gain: Tensor) -> Tensor:
+    """d loss / d v for `layer_norm_step`, from dy (v's dtype): N's statistics again, then
+    torch's layer-norm backward for the input alone."""
+    _, mean, rstd = torch.native_layer_norm(v, (v.shape[-1],), None, None, EPS)
+    shape = (v.shape[-1],)
+    return torch.ops.aten.native_layer_norm_backward(dy, v, shape, mean, rstd, gain, None, [True, False, False])[0]
 
 
 def layer_norm_affine_backward(v: Tensor, dy: Tensor, gain: Tensor) -> Tensor:

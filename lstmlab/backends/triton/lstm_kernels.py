@@ -45,7 +45,7 @@ from lstmlab.backends.triton.launch import (
     recurrent_flag,
     zoneout_flag,
 )
-from lstmlab.backends.triton.layer_norm import layer_norm_affine, layer_norm_affine_backward, normalized
+from lstmlab.backends.triton.layer_norm import layer_norm_step, layer_norm_step_backward, normalized
 from lstmlab.cells import LayerWeights, LSTMSpec
 from lstmlab.cells.layer_norm import EPS
 from lstmlab.cells.regularisers import LayerMasks
@@ -540,7 +540,7 @@ def forward(
             product_into(h_in, w.w_hh, w.b_hh, zh)
         else:
             torch.mm(h_in, w.w_hh.t(), out=uh[s])
-            zh.copy_(layer_norm_affine(uh[s], w.w_ln_hh, w.b_hh))  # (N2)
+            zh = layer_norm_step(uh[s], w.w_ln_hh, w.b_hh)  # (N2)
         if acts is not None:
             torch.mm(acts[t], w.w_gh.t(), out=za)
         launch_cells(
@@ -677,7 +677,7 @@ def backward(
             **flags,
         )
         if ln:
-            duh[t] = layer_norm_affine_backward(uh[t], dz[t], w.w_ln_hh)  # (N2)
+            duh[t] = layer_norm_step_backward(uh[t], dz[t], w.w_ln_hh)  # (N2)
         torch.mm(duh[t], w.w_hh, out=dhg)
         if dza is not None:
             torch.mm(dza[t], w.w_gh, out=dag)
