@@ -11,6 +11,7 @@ naming the install command.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from lstmlab.backends.base import StackConfig
 from lstmlab.backends.masks import draw_masks
 from lstmlab.backends.triton import graphs
 from lstmlab.backends.triton.backend import INSTALL, import_error
-from lstmlab.cells import LayerWeights, RNNSpec
+from lstmlab.cells import LayerWeights, LSTMSpec, RNNSpec
 
 needs_triton = pytest.mark.skipif(import_error() is not None, reason=f"{import_error()} ({INSTALL})")
 
@@ -298,3 +299,19 @@ def test_inference_gives_the_forward_with_grad(case: str, device: str) -> None:
     final_train = (final_train,) if isinstance(final_train, torch.Tensor) else final_train
     for a, b in zip(final_infer, final_train, strict=True):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_auto_on_cuda_runs_triton_for_regularisers_native_cannot_run() -> None:
+    """torch's LSTM on CUDA: native (cuDNN) without regularisers; with zoneout, recurrent
+    dropout or layer normalisation, which native cannot run, triton before eager."""
+    table = {"lstm": {64: (2.0, 2.0)}}  # triton measured slower than cuDNN here
+    plain = StackConfig(LSTMSpec(), 2, 64)
+    assert backends.auto_order(plain, "cuda", table) == ("native", "eager")
+    assert backends.auto_order(replace(plain, weight_dropout=0.2), "cuda", table) == ("native", "eager")  # native runs it
+    for config in (
+        replace(plain, zoneout_h=0.1),
+        replace(plain, recurrent_dropout=0.1),
+        replace(plain, spec=LSTMSpec(layer_norm=True)),
+    ):
+        assert backends.auto_order(config, "cuda", table)[0] == "triton"
+        assert backends.get("native").unsupported(config, torch.zeros(1)) is not None
