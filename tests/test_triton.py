@@ -32,7 +32,10 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 import lstmlab
 from lstmlab import backends
+from lstmlab.backends.base import StackConfig
+from lstmlab.backends.masks import draw_masks
 from lstmlab.backends.triton.backend import import_error
+from lstmlab.cells import LayerWeights, RNNSpec
 
 needs_triton = pytest.mark.skipif(import_error() is not None, reason=str(import_error()))
 
@@ -134,10 +137,53 @@ def test_kernels_compile_for_a_cuda_device(monkeypatch: pytest.MonkeyPatch) -> N
     it for every cell (float16, padded), compiled for sm_90 with bfloat16 for float16.
     Triton's compiler and ptxas need no device; its front end refuses what the
     interpreter lets pass (a non-constexpr global, a call of a non-jit function)."""
-    from triton import compile
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
+    launches = _record_launches(monkeypatch)
+    for case in CASES:
+        module = with_backend(build(case), "triton", torch.zeros(1, dtype=torch.float16))
+        run_with_grads(module, make_input(2, 2, INPUT_SIZE, torch.float16), None, [2, 1])
+    assert {name for name, _, _ in launches} == {
+        kernel.fn.__name__ for family in ("lstm", "gru", "rnn") for kernel in _kernels_of(family)
+    }
+    _compile_for_sm90(launches)
 
+
+@needs_triton
+def test_regularised_kernels_compile_for_a_cuda_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As above, for the kernels' forms with zoneout (a mask per unit in training, a constant
+    at evaluation), recurrent dropout and the LSTM's layer normalisation (one program per row)."""
+    launches = _record_launches(monkeypatch)
+    like = torch.zeros(1, dtype=torch.float16)
+    x = make_input(2, 2, INPUT_SIZE, torch.float16)
+    both = {"zoneout": 0.3, "recurrent_dropout": 0.3}
+    for cls, kwargs in [
+        (lstmlab.LSTM, {"variant": "FGR", **both}),
+        (lstmlab.LSTM, {"variant": "CIFG", "proj_size": 2, **both}),
+        (lstmlab.LSTM, {"variant": "peephole", "layer_norm": True, **both}),
+        (lstmlab.GRU, {"layer_norm": True, **both}),
+        (lstmlab.GRU, {"reset": "before", **both}),
+    ]:
+        for training in (True, False):
+            module = cls(INPUT_SIZE, 3, **kwargs, backend="triton", dtype=torch.float16).train(training)
+            run_with_grads(module, x, None, [2, 1])
+    for training in (True, False):  # the RNN module has no regularisers; its kernels have
+        config = StackConfig(RNNSpec(), INPUT_SIZE, 3, zoneout_h=0.3, recurrent_dropout=0.3)
+        module = lstmlab.RNN(INPUT_SIZE, 3, dtype=torch.float16)
+        weights = [LayerWeights(*(None if t is None else t.detach().requires_grad_() for t in w)) for w in module.layer_weights()]
+        masks = draw_masks(config, 2, 2, like, training)
+        y, _ = backends.get("triton").run(config, x, torch.tensor([2, 1]), (x.new_zeros(1, 2, 3),), weights, training, masks)
+        y.sum().backward()
+    zoned = {(name, dict(constexprs)["ZH"]) for name, _, constexprs in launches if dict(constexprs).get("ZH")}
+    assert {zone for _, zone in zoned} == {1, 2}  # both forms of zoneout, in each kernel that has it
+    assert len(zoned) == 2 * len({name for name, _ in zoned})
+    assert any(dict(constexprs).get("RD") for _, _, constexprs in launches)
+    assert any(dict(constexprs).get("LN") for _, _, constexprs in launches)
+    regularised = {key: k for key, k in launches.items() if any(dict(key[2]).get(f) for f in ("ZH", "ZC", "RD", "LN"))}
+    _compile_for_sm90(regularised)  # the other forms are the test above's
+
+
+def _record_launches(monkeypatch: pytest.MonkeyPatch) -> dict[tuple, Any]:
+    """From now on (under the interpreter), every kernel launch as (name, argument types,
+    constexprs) -> Kernel, in the dictionary returned."""
     from lstmlab.backends.triton.launch import Kernel
 
     launches: dict[tuple, Kernel] = {}
@@ -155,12 +201,15 @@ def test_kernels_compile_for_a_cuda_device(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     monkeypatch.setattr(Kernel, "__getitem__", record)
-    for case in CASES:
-        module = with_backend(build(case), "triton", torch.zeros(1, dtype=torch.float16))
-        run_with_grads(module, make_input(2, 2, INPUT_SIZE, torch.float16), None, [2, 1])
-    assert {name for name, _, _ in launches} == {
-        kernel.fn.__name__ for family in ("lstm", "gru", "rnn") for kernel in _kernels_of(family)
-    }
+    return launches
+
+
+def _compile_for_sm90(launches: dict[tuple, Any]) -> None:
+    """Compile each recorded launch's kernel for sm_90, as Triton would for the same arguments."""
+    from triton import compile
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
     target = GPUTarget("cuda", 90, 32)
     for (_, types, constexprs), kernel in launches.items():
         jit = kernel.form(interpret=False)

@@ -125,7 +125,10 @@ def auto_order(
     - "cuda": triton first only where TRITON_OVER_BEST_CUDA measured it faster than the
       best of native and eager for this cell (or, for an LSTM variant it has no row for,
       the peephole LSTM) at the nearest hidden size; else triton is left out, and native
-      (cuDNN, for the cells torch has) goes before eager.
+      (cuDNN, for the cells torch has) goes before eager. With a regulariser inside the
+      recurrence (`StackConfig.in_recurrence`), which native cannot run, triton goes
+      before eager (without regularisers triton ran 2-98x faster than eager on every
+      cell, benchmarks/RESULTS-cuda.md; with them it was not measured).
     - any other device: native, then eager.
 
     `table` stands in for the device's recorded table (FUSED_OVER_NATIVE or
@@ -141,7 +144,7 @@ def auto_order(
         return ("fused", "native", "eager") if fused_first else ("native", "fused", "eager")
     if device == "cuda":
         recorded = TRITON_OVER_BEST_CUDA if table is None else table
-        if _measured_faster(recorded, _cell_key(config, recorded), config.hidden_size):
+        if config.in_recurrence() or _measured_faster(recorded, _cell_key(config, recorded), config.hidden_size):
             return ("triton", "native", "eager")
     return ("native", "eager")
 

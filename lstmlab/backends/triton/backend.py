@@ -1,9 +1,10 @@
 """The Triton backend: one layer in one direction per call, as a torch autograd
 Function whose backward is written by hand.
 
-Forward: the input projection W x + b_ih of all steps is one matrix product; the
-cell family's loop (`lstm_kernels`, `gru_kernels`, `rnn_kernels`) runs, per step,
-the recurrent product and one fused Triton kernel for the pointwise work. Backward:
+Forward: the input projection W x + b_ih of all steps is one matrix product (with
+layer normalisation, (N1) after it, in torch ops); the cell family's loop
+(`lstm_kernels`, `gru_kernels`, `rnn_kernels`) runs, per step, the recurrent product
+and one fused Triton kernel for the pointwise work. Backward:
 the family's loop runs, per step, the fused pointwise backward kernel and the
 recurrent products; the gradients of x, W_ih and b_ih are large products after it.
 
@@ -29,6 +30,7 @@ from torch import Tensor
 
 from lstmlab.backends.base import Layer, LayeredBackend, StackConfig, regularisers_missing, rows
 from lstmlab.backends.triton.graphs import run_loop
+from lstmlab.backends.triton.layer_norm import layer_norm_affine, layer_norm_affine_backward, normalized
 from lstmlab.cells import CellSpec, GRUSpec, LayerWeights, LSTMSpec
 from lstmlab.cells.regularisers import LayerMasks
 
@@ -58,21 +60,34 @@ def _on_device(x: Tensor) -> contextlib.AbstractContextManager:
 
 
 class _TritonLayer(torch.autograd.Function):
-    """(x, *state, *weights) -> (y, *final state) for one layer in one direction."""
+    """(x, *state, *weights) -> (y, *final state) for one layer in one direction; `masks`
+    (zoneout, recurrent dropout) are constants of the call, as `lengths`."""
 
     @staticmethod
     def forward(
-        ctx: Any, spec: CellSpec, lengths: Tensor | None, save: bool, n_state: int, x: Tensor, *tensors: Tensor
+        ctx: Any,
+        spec: CellSpec,
+        lengths: Tensor | None,
+        masks: LayerMasks,
+        save: bool,
+        n_state: int,
+        x: Tensor,
+        *tensors: Tensor,
     ) -> tuple[Tensor, ...]:
         state, w = tensors[:n_state], LayerWeights(*tensors[n_state:])
         T, B = x.shape[0], x.shape[1]
+        wx = None
         with _on_device(x):
-            zx = torch.addmm(w.b_ih, rows(x), w.w_ih.t()) if w.b_ih is not None else rows(x) @ w.w_ih.t()
-            y, final, tape = run_loop(kernels(spec).forward, x.device, spec, zx.view(T, B, -1), state, w, lengths, save)
-        ctx.spec, ctx.lengths, ctx.taped = spec, lengths, save
+            if w.w_ln_ih is None:
+                zx = torch.addmm(w.b_ih, rows(x), w.w_ih.t()) if w.b_ih is not None else rows(x) @ w.w_ih.t()
+            else:  # (N1)
+                wx = rows(x) @ w.w_ih.t()
+                zx = layer_norm_affine(wx, w.w_ln_ih, w.b_ih)
+            y, final, tape = run_loop(kernels(spec).forward, x.device, spec, zx.view(T, B, -1), state, w, lengths, masks, save)
+        ctx.spec, ctx.lengths, ctx.masks, ctx.taped = spec, lengths, masks, save
         if save:
             ctx.tape_keys = tuple(tape)
-            ctx.save_for_backward(x, *w, *tape.values())
+            ctx.save_for_backward(x, wx, *w, *tape.values())
         return (y, *final)
 
     @staticmethod
@@ -81,22 +96,28 @@ class _TritonLayer(torch.autograd.Function):
             raise RuntimeError(
                 "lstmlab triton: this forward ran without saving for backward (grad mode off or no input requiring grad)"
             )
-        x, *rest = ctx.saved_tensors
+        x, wx, *rest = ctx.saved_tensors
         w = LayerWeights(*rest[: len(LayerWeights._fields)])
         tape = dict(zip(ctx.tape_keys, rest[len(LayerWeights._fields) :]))
         with _on_device(x):
-            dzx, dstate, grads = run_loop(kernels(ctx.spec).backward, x.device, ctx.spec, w, ctx.lengths, tape, dy, dfinal)
-            dx = (rows(dzx) @ w.w_ih).view(x.shape) if ctx.needs_input_grad[4] else None
-            grads["w_ih"] = rows(dzx).t() @ rows(x)
+            loop = kernels(ctx.spec).backward
+            dzx, dstate, grads = run_loop(loop, x.device, ctx.spec, w, ctx.lengths, ctx.masks, tape, dy, dfinal)
             grads["b_ih"] = dzx.float().sum((0, 1)) if w.b_ih is not None else None
+            dwx = rows(dzx)
+            if wx is not None:  # (N1)
+                grads["w_ln_ih"] = (dwx.float() * normalized(wx)[0]).sum(0)
+                dwx = layer_norm_affine_backward(wx, dwx, w.w_ln_ih).to(x.dtype)
+            dx = (dwx @ w.w_ih).view(x.shape) if ctx.needs_input_grad[5] else None
+            grads["w_ih"] = dwx.t() @ rows(x)
         dweights = [None if t is None else grads[name].to(t.dtype) for name, t in zip(LayerWeights._fields, w)]
         dstate = tuple(d.to(s.dtype) for d, s in zip(dstate, dfinal))
-        return (None, None, None, None, dx, *dstate, *dweights)
+        return (None, None, None, None, None, dx, *dstate, *dweights)
 
 
 class TritonBackend(LayeredBackend):
     """CUDA (or the CPU under TRITON_INTERPRET=1); float32, float16 and bfloat16; every
-    cell and flag. The matrix products run in the input's dtype (torch's, which on CUDA
+    cell and flag, and the regularisers inside the recurrence (zoneout, recurrent dropout,
+    layer normalisation). The matrix products run in the input's dtype (torch's, which on CUDA
     accumulate in float32); the pointwise work, the LSTM's cell state, the saved gate
     activations and the carried gradients are float32."""
 
@@ -123,7 +144,7 @@ class TritonBackend(LayeredBackend):
                 "Triton's interpreter (TRITON_INTERPRET=1) computes bfloat16 wrongly "
                 "(triton-lang/triton issues #4972 and #11584); bfloat16 runs compiled, on CUDA"
             )
-        return regularisers_missing(config, "the Triton kernels")
+        return regularisers_missing(config, "the Triton kernels", ("zoneout", "recurrent_dropout", "layer_norm"))
 
     def layer(
         self,
@@ -138,5 +159,5 @@ class TritonBackend(LayeredBackend):
         save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *state, *w))
         if lengths is not None:  # on the device before the loop: a recorded loop cannot copy from the host
             lengths = lengths.to(device=x.device, dtype=torch.int32)
-        out = _TritonLayer.apply(spec, lengths, save, len(state), x, *state, *w)
+        out = _TritonLayer.apply(spec, lengths, masks or LayerMasks(), save, len(state), x, *state, *w)
         return out[0], tuple(out[1:])

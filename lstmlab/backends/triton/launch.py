@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 import triton
+from triton.runtime.jit import JITFunction
 
 # the most elements of a (B, H) step one program handles; at most 7 block sizes compile
 MAX_BLOCK = 1024
@@ -66,6 +67,16 @@ def kernel(**options: Any) -> Callable[[Callable[..., None]], Kernel]:
     return lambda fn: Kernel(fn, **options)
 
 
+def _add(a, b):  # no annotations: Triton would read them as argument types
+    return a + b
+
+
+# tl.reduce's combine function for a sum, made a JITFunction whatever mode triton was imported
+# in: a compiled kernel inlines it, the interpreter calls its plain function (`.fn`). (tl.sum
+# is a function of triton.language.standard, which the other mode cannot call.)
+add_combine = JITFunction(_add)
+
+
 def block(n: int) -> int:
     """Block size for n elements: the next power of two, at least 16, at most MAX_BLOCK."""
     return min(max(triton.next_power_of_2(n), 16), MAX_BLOCK)
@@ -77,6 +88,14 @@ def launch(k: Kernel, n: int, *args: Any, **constexprs: Any) -> None:
         return
     size = block(n)
     k[(triton.cdiv(n, size),)](*args, n, BLOCK=size, **constexprs)
+
+
+def launch_rows(k: Kernel, rows: int, width: int, *args: Any, **constexprs: Any) -> None:
+    """Run k with one program per row of `width` elements (a kernel that reduces over a row:
+    BLOCK covers the row, whatever its size); n = rows * width, as `launch` passes it."""
+    if rows * width == 0:
+        return
+    k[(rows,)](*args, rows * width, BLOCK=max(triton.next_power_of_2(width), 16), **constexprs)
 
 
 def keep_flags(lengths: torch.Tensor | None, like: torch.Tensor) -> tuple[torch.Tensor, bool]:
@@ -97,3 +116,21 @@ def product_into(h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, ou
         torch.mm(h, w.t(), out=out)
     else:
         torch.addmm(bias, h, w.t(), out=out)
+
+
+def zoneout_flag(d: torch.Tensor | None, like: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """d of (Z1) as the kernels read it, and their ZONE flag: 0 no zoneout (d a dummy tensor),
+    1 one value per unit and step (d a contiguous (T, B, S)), 2 one value for all (an expanded
+    constant, as at evaluation: each step's kernel reads d[t]'s first element)."""
+    if d is None:
+        return like.new_empty(1), 0
+    if all(stride == 0 for stride in d.stride()):
+        return d, 2
+    return d.contiguous(), 1
+
+
+def recurrent_flag(m: torch.Tensor | None, like: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """m of (D1) (B, S_h) contiguous, and the kernels' RD flag; a dummy tensor when m is None."""
+    if m is None:
+        return like.new_empty(1), False
+    return m.contiguous(), True
