@@ -259,12 +259,26 @@ class _Recurrent(nn.Module):
         for a cell, that of one step; for a stack, that of a sequence (a stack fed one step
         at a time, T = 1, runs as a cell does: see `lstmlab.backends.auto_order`)."""
         steps = 1 if self._is_cell else None
-        return backends.resolve(self.backend, self.config, self._like(), self._owner, steps=steps).name
+        return backends.resolve(self.backend, self._running_config(), self._like(), self._owner, steps=steps).name
+
+    def _running_config(self) -> StackConfig:
+        """`config` as the next forward call runs it: in eval mode without the dropouts, which
+        then do nothing, so that a backend without recurrent dropout can run the model."""
+        config = self.config
+        if self.training or not (config.recurrent_dropout or config.weight_dropout):
+            return config
+        cached = self.__dict__.get("_evaluation_config")
+        if cached is None or cached[0] is not config:
+            cached = self.__dict__["_evaluation_config"] = (
+                config,
+                dataclasses.replace(config, recurrent_dropout=0.0, weight_dropout=0.0),
+            )
+        return cached[1]
 
     def _backend_for(self, x: Tensor, steps: int | None) -> backends.Backend:
         """The backend that runs `steps` steps (1 or None: many) of inputs like x: resolved once
         per device, dtype and kind of T, and again after `backend` or `config` change."""
-        config, name = self.config, self._backend
+        config, name = self._running_config(), self._backend
         cache = self.__dict__.get("_resolved")
         if cache is None or cache[0] is not config or cache[1] != name:
             cache = self.__dict__["_resolved"] = (config, name, {})
@@ -396,7 +410,7 @@ class _Recurrent(nn.Module):
             backend: backends.Backend = _ONNX_SYMBOLIC
         else:
             backend = self._backend_for(x, 1 if x.shape[0] == 1 else None)
-        config, weights, masks = self.config, self.layer_weights(), None
+        config, weights, masks = self._running_config(), self.layer_weights(), None
         if config.regularised:
             weights, masks = regularise(config, weights, x.shape[0], x.shape[1], self.training)
         # Under autocast every backend computes in the parameters' dtype: one behaviour everywhere

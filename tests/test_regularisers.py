@@ -839,3 +839,16 @@ def test_charlm_trace_runs_the_evaluation_forward(cls: type) -> None:
     else:
         torch.testing.assert_close(torch.from_numpy(layers[-1].cell), y.detach(), atol=1e-12, rtol=1e-12)
         torch.testing.assert_close(torch.from_numpy(layers[0].cell[-1]), final[0], atol=1e-12, rtol=1e-12)
+
+
+def test_in_eval_mode_the_dropouts_leave_the_choice_of_backend_free() -> None:
+    # recurrent and weight dropout do nothing at evaluation, so they must not send an
+    # evaluation to a slower backend that happens to run them
+    module = lstmlab.LSTM(4, 8, num_layers=2, recurrent_dropout=0.3, weight_dropout=0.2).eval()
+    plain = lstmlab.LSTM(4, 8, num_layers=2).eval()
+    plain.load_state_dict(module.state_dict())
+    assert module.active_backend == plain.active_backend
+    x = torch.randn(6, 3, 4)
+    torch.testing.assert_close(module(x)[0], plain(x)[0], rtol=0, atol=0)
+    module.train()
+    assert module._running_config() is module.config
