@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import torch
 
+from lstmlab import tasks
 from lstmlab.cli import main
 from lstmlab.distributed import World
 from lstmlab.errors import InvalidArgument
@@ -90,6 +91,11 @@ def worker(rank: int, store: str, tmp: str) -> None:
             if record["kind"] == "step" and record["step"] == 2 and rank == 1:
                 os.kill(os.getpid(), signal.SIGINT)
         results["interrupted"] = {"step": trainer.step, "interrupted": trainer.interrupted, "saved": trainer.checkpoint_step}
+    # a wall-clock budget spent by the first step (on rank 0's clock): both stop after it
+    config = configs(str(root / "text.txt"))["long-lag"]
+    config.max_minutes = 1e-9
+    with Trainer(config, root / "two-timed", world=world) as trainer:
+        results["timed"] = steps(trainer, world)
     torch.save(results, root / f"rank{rank}.pt")
     leave(world)
 
@@ -163,6 +169,13 @@ def test_a_ctrl_c_in_one_process_stops_both_at_the_same_step(two: Any) -> None:
     assert read_checkpoint(root / "two-interrupted")["step"] == 2
 
 
+def test_a_spent_time_budget_stops_both_after_the_same_step(two: Any) -> None:
+    root, ranks = two
+    assert [r["timed"]["step"] for r in ranks] == [1, 1]
+    assert [r["timed"]["eval"]["step"] for r in ranks] == [1, 1]  # the last step is evaluated
+    assert read_checkpoint(root / "two-timed")["step"] == 1
+
+
 def test_resume_with_another_number_of_processes_is_refused(two: Any, capsys: pytest.CaptureFixture[str]) -> None:
     root, _ = two
     with pytest.raises(
@@ -179,6 +192,32 @@ def test_a_batch_the_processes_cannot_share_equally_is_refused(tmp_path: Path, c
     err = capsys.readouterr().err.strip()
     assert err == "train: --batch must be divisible by the number of processes, 2 (each takes an equal share); got 5"
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("name", tasks.names())
+def test_the_shards_of_a_batch_are_the_batch(name: str, tmp_path: Path) -> None:
+    """For every task: the processes' shards, put side by side, give back the whole batch
+    (inputs, targets, mask, lengths, extras), each a contiguous block of its sequences."""
+    (tmp_path / "text.txt").write_text(TEXT)
+    options = {"batch_size": 6, **({"text": str(tmp_path / "text.txt")} if name == "charlm" else {})}
+    batch = tasks.get(name, **options).train_batch(3, seed=1)
+    shards = [batch.shard(rank, 3) for rank in range(3)]
+    assert [s.size for s in shards] == [2, 2, 2]
+
+    def joined(get: Any, dim: int) -> torch.Tensor:
+        return torch.cat([get(s) for s in shards], dim=dim)
+
+    assert torch.equal(joined(lambda s: s.inputs, 1), batch.inputs)
+    assert torch.equal(joined(lambda s: s.targets, batch.target_batch_dim), batch.targets)
+    assert batch.targets.shape[batch.target_batch_dim] == 6
+    if batch.mask is not None:
+        assert torch.equal(joined(lambda s: s.mask, 1), batch.mask)
+    if batch.lengths is not None:
+        assert torch.equal(joined(lambda s: s.lengths, 0), batch.lengths)
+    for key, value in batch.extra.items():
+        assert torch.equal(joined(lambda s, key=key: s.extra[key], 1), value)
+    with pytest.raises(InvalidArgument, match="world_size must divide the batch size 6; got 4"):
+        batch.shard(0, 4)
 
 
 @pytest.mark.slow
