@@ -23,6 +23,7 @@ How a run of N processes equals one process with the same (global) batch:
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -92,7 +93,7 @@ class World:
         if failed:
             close(built)
             which = ", ".join(map(str, failed))
-            raise LstmlabError("train", "world", f"stopped: the process(es) of rank {which} failed (see their error)")
+            raise LstmlabError("train", "", f"stopped with the process(es) of rank {which}, which failed (see their error)")
         return built
 
     def shard_state(self, state: Any) -> Any:
@@ -144,8 +145,10 @@ def join(device: str, *, init_method: str = "env://", rank: int | None = None, w
 
 
 def leave(world: World) -> None:
-    """Leave the process group `join` made (nothing for a run of one process)."""
+    """Leave the process group `join` made (nothing for a run of one process), once what
+    refers to it (the DistributedDataParallel of closed trainers) is collected."""
     if world.size > 1 and torch.distributed.is_initialized():
+        gc.collect()
         torch.distributed.destroy_process_group()
 
 

@@ -230,6 +230,9 @@ class Trainer:
     `overwrite`, which removes the run's files first. The trainer owns its run directory
     until `close()` (a context manager closes it too); another trainer on the same
     directory, in this process or another, is refused meanwhile.
+
+    world: this process's place in a run of several (`lstmlab.distributed.join`); every
+    process makes its trainer with the same config and run directory, and rank 0 owns it.
     """
 
     def __init__(
@@ -309,9 +312,12 @@ class Trainer:
         self._write_config()
 
     def close(self) -> None:
-        """Give the run directory up (the lock); the trainer may still be read, not run."""
+        """Give the run directory up (the lock) and, with several processes, the model's
+        DistributedDataParallel wrapper (while the process group lives); the trainer may still
+        be read, not run."""
         if self._lock is not None:
             self._lock.release()
+        self._ddp = None
 
     def __enter__(self) -> Trainer:
         return self

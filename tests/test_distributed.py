@@ -21,7 +21,7 @@ import torch
 from lstmlab import tasks
 from lstmlab.cli import main
 from lstmlab.distributed import World
-from lstmlab.errors import InvalidArgument
+from lstmlab.errors import InvalidArgument, LstmlabError
 from lstmlab.train import CONFIG, METRICS, TrainConfig, Trainer, read_checkpoint
 
 pytestmark = pytest.mark.skipif(
@@ -77,6 +77,11 @@ def worker(rank: int, store: str, tmp: str) -> None:
     for name, config in configs(str(root / "text.txt")).items():
         with Trainer(config, root / f"two-{name}", world=world) as trainer:
             results[name] = steps(trainer, world)
+    # a run directory that already holds a run: rank 0 refuses it, and rank 1 stops with it
+    try:
+        Trainer(configs(str(root / "text.txt"))["charlm"], root / "two-charlm", world=world)
+    except (ValueError, LstmlabError) as error:
+        results["refused"] = str(error)
     # the charlm run again, stopped at step 3 (mid-stream: the state is carried) and resumed
     config = configs(str(root / "text.txt"))["charlm"]
     config.steps = 3
@@ -146,6 +151,12 @@ def test_rank0_writes_the_run_and_records_the_world(two: Any) -> None:
     checkpoint = read_checkpoint(root / "two-charlm")
     assert checkpoint["world_size"] == 2
     assert checkpoint["carry"][0].shape == (1, 4, 8)  # the state of all 4 streams, gathered from both
+
+
+def test_a_process_that_cannot_start_stops_the_others(two: Any) -> None:
+    _, ranks = two
+    assert "run_dir must be new" in ranks[0]["refused"]
+    assert ranks[1]["refused"] == "train: stopped with the process(es) of rank 0, which failed (see their error)"
 
 
 def test_a_resumed_two_process_run_continues_exactly(two: Any) -> None:
