@@ -37,7 +37,9 @@ class _ReferenceLayer(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor, *dfinal: torch.Tensor) -> Any:
         if torch.is_grad_enabled():  # create_graph=True: the NumPy backward cannot be differentiated
-            raise Unsupported("reference", "backend", "computes no gradients of gradients (double backward); use backend='eager'")
+            raise Unsupported(
+                "reference", "backend", "computes no gradients of gradients (double backward); use backend='eager'"
+            )
         ctx.saved_tensors  # noqa: B018 - raises "modified by an inplace operation" if a view went stale
         dx, dstate, dw = reference.backward(ctx.spec, ctx.w_np, ctx.tape, _np(dy), tuple(_np(d) for d in dfinal))
         as_tensor = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a))
