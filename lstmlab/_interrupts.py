@@ -1,4 +1,4 @@
-"""Keeping Ctrl-C out of a block that must run to its end (an optimiser's update)."""
+"""Keeping Ctrl-C out of a block that must run to its end (an optimiser's update), or noting it for later."""
 
 from __future__ import annotations
 
@@ -37,3 +37,23 @@ def deferred_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
     if noted:
         previous(signal.SIGINT, noted[0])
+
+
+@contextmanager
+def noted_interrupts() -> Iterator[list[FrameType | None]]:
+    """Within the block, SIGINT (Ctrl-C) is noted in the list it yields instead of handled,
+    for the code in the block to act on at a moment of its choosing (processes that must
+    stop together). Only in the main thread; elsewhere the list stays empty."""
+    noted: list[FrameType | None] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        noted.append(frame)
+
+    previous = signal.signal(signal.SIGINT, note)
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)

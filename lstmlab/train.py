@@ -34,6 +34,11 @@ finite (nothing is saved: the last good checkpoint stays). A file-system error (
 disk, a read-only directory) stops the run with an `InvalidArgument` about `run_dir` that
 names the file; the last complete checkpoint stays.
 
+Several processes (`world`, a `lstmlab.distributed.World`): DistributedDataParallel, each
+process training on its share of the (global) batch; rank 0 alone evaluates, writes the
+run directory and owns its lock; config.json records `world_size` and `dist_backend`, and
+a resume must have the run's number of processes. See `lstmlab.distributed`.
+
 Learning rate: `lr` shaped by `lr_schedule` and `warmup` (`lstmlab.schedule`), set
 before each update from the step alone, so a resumed run gets the same rates.
 """
@@ -54,7 +59,8 @@ import torch
 from torch import nn
 
 from lstmlab import __version__, _checks, tasks
-from lstmlab._interrupts import deferred_interrupts
+from lstmlab._interrupts import deferred_interrupts, noted_interrupts
+from lstmlab.distributed import World, check_batch, check_resume
 from lstmlab.errors import InvalidArgument, LstmlabError
 from lstmlab.models import SequenceModel, cell_name, detach_state, num_parameters
 from lstmlab.run_dir import (
@@ -269,6 +275,9 @@ class Trainer:
     `overwrite`, which removes the run's files first. The trainer owns its run directory
     until `close()` (a context manager closes it too); another trainer on the same
     directory, in this process or another, is refused meanwhile.
+
+    world: this process's place in a run of several (`lstmlab.distributed.join`); every
+    process makes its trainer with the same config and run directory, and rank 0 owns it.
     """
 
     def __init__(
@@ -277,12 +286,20 @@ class Trainer:
         run_dir: str | Path | None = None,
         *,
         overwrite: bool = False,
+        world: World | None = None,
         _checkpoint: dict | None = None,
         _lock: RunLock | None = None,
     ) -> None:
         self._lock = _lock
+        self.world = world or World()
+        if _checkpoint is None:  # (a resume builds the trainer in every process or in none itself)
+            self.world.together(lambda: self._start(config, run_dir, overwrite, None), lambda _: self.close())
+        else:
+            self._start(config, run_dir, overwrite, _checkpoint)
+
+    def _start(self, config: TrainConfig, run_dir: str | Path | None, overwrite: bool, checkpoint: dict | None) -> None:
         try:
-            self._setup(config, run_dir, overwrite, _checkpoint)
+            self._setup(config, run_dir, overwrite, checkpoint)
         except BaseException:
             self.close()
             raise
@@ -296,6 +313,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model = build_model(config, self.task)
         self.optimizer = build_optimizer(config, self.model)
+        check_batch(getattr(self.task, "batch_size", None), self.world)
+        self._ddp: nn.Module | None = None  # the model in DistributedDataParallel, made by the first `run`
         self.step = 0
         self.seconds = 0.0
         self.carry: Any = None
@@ -309,7 +328,7 @@ class Trainer:
         self._unsaved = True
         if checkpoint is not None:
             self._restore(checkpoint)
-        elif self.run_dir is not None:
+        elif self.run_dir is not None and self.world.rank == 0:
             self._claim(overwrite)
 
     def _claim(self, overwrite: bool) -> None:
@@ -338,9 +357,12 @@ class Trainer:
         self._write_config()
 
     def close(self) -> None:
-        """Give the run directory up (the lock); the trainer may still be read, not run."""
+        """Give the run directory up (the lock) and, with several processes, the model's
+        DistributedDataParallel wrapper (while the process group lives); the trainer may still
+        be read, not run."""
         if self._lock is not None:
             self._lock.release()
+        self._ddp = None
 
     def __enter__(self) -> Trainer:
         return self
@@ -357,6 +379,7 @@ class Trainer:
         *,
         text: str | None = None,
         settings: dict[str, Any] | None = None,
+        world: World | None = None,
         **changes: Any,
     ) -> Trainer:
         """The trainer of the run in `run_dir`, at its last checkpoint.
@@ -367,7 +390,16 @@ class Trainer:
         with `settings` (e.g. `{"threads": 1}`, for the record only).
         text: the corpus of a run that reads one (charlm), where it is now, if it moved; the
         corpus must be the one the run trained on (its content's hash is in the checkpoint).
+        world: this process's place in a run of several (`lstmlab.distributed`); the run must
+        have been trained by as many processes.
         """
+        world = world or World()
+        return world.together(lambda: cls._resume(run_dir, text, settings, world, changes), lambda trainer: trainer.close())
+
+    @classmethod
+    def _resume(
+        cls, run_dir: str | Path, text: str | None, settings: dict[str, Any] | None, world: World, changes: dict[str, Any]
+    ) -> Trainer:
         for name in changes:
             if name not in RESUME_CHANGES:
                 rule = f"cannot change on resume (only {', '.join(RESUME_CHANGES)} can); it defines the run"
@@ -375,10 +407,12 @@ class Trainer:
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             read_checkpoint(run_dir)  # the message for a missing run
-        lock = RunLock.acquire(run_dir)
+        lock = RunLock.acquire(run_dir) if world.rank == 0 else None
         try:
-            remove_temporary_files(run_dir)
+            if lock is not None:
+                remove_temporary_files(run_dir)
             checkpoint = read_checkpoint(run_dir)
+            check_resume(run_dir, checkpoint.get("world_size", 1), world)
             config = _from_checkpoint(run_dir, lambda: TrainConfig.from_stored(checkpoint["config"]).check())
             stored = asdict(config)
             for name, value in changes.items():
@@ -387,12 +421,15 @@ class Trainer:
             if text is not None:
                 config.task_options = {**config.task_options, "text": text}
             config.check()
-            trainer = _from_checkpoint(run_dir, lambda: cls(config, run_dir, _checkpoint=checkpoint, _lock=lock))
+            trainer = _from_checkpoint(run_dir, lambda: cls(config, run_dir, world=world, _checkpoint=checkpoint, _lock=lock))
         except BaseException:
-            lock.release()
+            if lock is not None:
+                lock.release()
             raise
         try:
             trainer.task.verify_state(checkpoint["task"])
+            if world.rank != 0:
+                return trainer
             trainer._trim_metrics(checkpoint)
             changed = {
                 k: {"from": stored[k], "to": v} for k, v in asdict(trainer.config).items() if k in changes and stored[k] != v
@@ -433,6 +470,8 @@ class Trainer:
             "baseline": self.task.baseline,
             "parameters": num_parameters(self.model),
             "active_backend": self.model.active_backend,
+            "world_size": self.world.size,
+            "dist_backend": self.world.backend,
             "lstmlab": __version__,
             "torch": torch.__version__,
             "python": platform.python_version(),
@@ -448,7 +487,7 @@ class Trainer:
             raise run_dir_error("train", path, error, "written") from None
 
     def _log(self, record: dict[str, Any]) -> None:
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.world.rank == 0:
             path = self.run_dir / METRICS
             try:
                 append_line(path, json.dumps(record))
@@ -467,12 +506,13 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
-            "carry": self.carry,
+            "carry": self.world.gather_state(self.carry),
             "task": self.task.state_dict(),
             "last_eval": self.last_eval,
             "solved_at": self.solved_at,
             "eval_pending": self.eval_pending,
             "window": dict(self.window),
+            "world_size": self.world.size,
         }
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
@@ -481,7 +521,7 @@ class Trainer:
         torch.set_rng_state(checkpoint["torch_rng"])
         self.step = checkpoint["step"]
         self.seconds = float(checkpoint.get("seconds", 0.0))
-        self.carry = checkpoint.get("carry")
+        self.carry = self.world.shard_state(checkpoint.get("carry"))
         self.last_eval = checkpoint.get("last_eval")
         self.solved_at = checkpoint.get("solved_at")
         # format 1 checkpoints: evaluated at every checkpoint but the first; no window kept
@@ -494,20 +534,27 @@ class Trainer:
 
     def save(self) -> bool:
         """Write the checkpoint atomically; False (nothing written) when there is no run
-        directory or the state is between two halves of an update."""
+        directory or the state is between two halves of an update. With several processes,
+        every one must call it (the carried state is gathered): rank 0 writes, and none goes
+        on before the checkpoint is written."""
         if self.run_dir is None or self._in_update:
             return False
         state = self.state()
         path = self.run_dir / CHECKPOINT
-        try:
-            write_atomic(path, lambda f: torch.save(state, f))
-        except OSError as error:
-            problem = run_dir_error("train", path, error, "written")
-            if self.checkpoint_step is not None:
-                problem = InvalidArgument(
-                    "train", "run_dir", f"{problem.detail}; the checkpoint of step {self.checkpoint_step} is kept"
-                )
-            raise problem from None
+
+        def write() -> None:
+            try:
+                if self.world.rank == 0:
+                    write_atomic(path, lambda f: torch.save(state, f))
+            except OSError as error:
+                problem = run_dir_error("train", path, error, "written")
+                if self.checkpoint_step is not None:
+                    problem = InvalidArgument(
+                        "train", "run_dir", f"{problem.detail}; the checkpoint of step {self.checkpoint_step} is kept"
+                    )
+                raise problem from None
+
+        self.world.together(write, lambda _: None)
         self.checkpoint_step = self.step
         self._unsaved = False
         return True
@@ -542,7 +589,12 @@ class Trainer:
     def _pending_evaluation(self, seconds: float) -> dict[str, Any]:
         """Evaluate at the current step, then log the record and mark the evaluation done
         (together, whatever the moment of a Ctrl-C)."""
-        record = {"kind": "eval", "step": self.step, "seconds": round(seconds, 3), **self.evaluate()}
+        record = None
+        if self.world.rank == 0:
+            record = {"kind": "eval", "step": self.step, "seconds": round(seconds, 3), **self.evaluate()}
+        if self.world.size > 1:
+            record = self.world.from_rank0(record)
+        assert record is not None
         with deferred_interrupts():
             self._log(record)
             self.last_eval = record
@@ -559,8 +611,22 @@ class Trainer:
         records (`kind` "train" and "eval", as in metrics.jsonl) are yielded too.
         Raises `Diverged` on a non-finite loss or gradient norm, and InvalidArgument about
         `run_dir` when a file of the run cannot be written.
+
+        With several processes, a Ctrl-C (in any of them) is noted and acted on by all at
+        the next step, and the `seconds` are rank 0's when the step's loss is agreed.
         """
-        config, task, model = self.config, self.task, self.model
+        if self.world.size == 1:
+            yield from self._run([])
+            return
+        with noted_interrupts() as noted:
+            yield from self._run(noted)
+
+    def _run(self, noted: list[Any]) -> Iterator[dict[str, Any]]:
+        """`run`'s loop; `noted`: the Ctrl-Cs a run of several processes noted instead of raising."""
+        config, task, world = self.config, self.task, self.world
+        if self._ddp is None and world.size > 1:
+            self._ddp = world.wrap(self.model)
+        model = self.model if self._ddp is None else self._ddp
         params = [p for p in model.parameters() if p.requires_grad]
         clip = config.clip if config.clip > 0 else math.inf
         checkpoint_every = config.checkpoint_every or config.eval_every
@@ -580,10 +646,18 @@ class Trainer:
                 # until the update, a Ctrl-C leaves the state of the last finished step but for
                 # the RNG (dropout masks drawn): keep its state to put back
                 rng_before_step = torch.get_rng_state()
-                batch = _batch_to(task.train_batch(self.step, config.seed), config.device)
+                batch, agreed_seconds = task.train_batch(self.step, config.seed), None
+                if world.size > 1:
+                    batch, share = self._share(batch)
+                batch = _batch_to(batch, config.device)
                 outputs, final = model(batch.inputs, self.carry if batch.continues else None)
                 loss = task.loss(outputs, batch)
                 value = float(loss.detach())
+                if world.size > 1:  # the whole batch's loss; all processes stop together
+                    loss = loss * share
+                    value, interrupted, agreed_seconds = world.agree_on_step(value * share, bool(noted), elapsed())
+                    if interrupted:
+                        raise KeyboardInterrupt
                 if not math.isfinite(value):
                     raise self._diverged("loss", value)
                 self.optimizer.zero_grad(set_to_none=True)
@@ -598,7 +672,7 @@ class Trainer:
                     self.optimizer.step()
                     self.carry = detach_state(final)
                     self.step += 1
-                    self.seconds = elapsed()
+                    self.seconds = elapsed() if agreed_seconds is None else agreed_seconds
                     rng_before_step = None
                     self._in_update = False
                     self._unsaved = True
@@ -638,6 +712,14 @@ class Trainer:
                 torch.set_rng_state(rng_before_step)  # as it was after the last finished step
         if self._unsaved:
             self.save()  # the final state, unless an interrupt cut an update in half
+
+    def _share(self, batch: Batch) -> tuple[Batch, float]:
+        """This process's shard of `batch`, and the weight of its loss: the shard's share of the
+        loss's terms times the number of processes (1 for equal shares), so that DDP's mean of
+        the processes' gradients is the whole batch's."""
+        shard = batch.shard(self.world.rank, self.world.size)
+        terms, total = self.task.loss_terms(shard), self.task.loss_terms(batch)
+        return shard, 1.0 if terms * self.world.size == total else terms * self.world.size / total
 
     def out_of_time(self) -> bool:
         """Whether the run's wall-clock budget (`max_minutes`, resumes included) is spent."""

@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for a command that starts itself again (train --nproc)
     threads = torch.get_num_threads()  # commands may set them; a caller of main() gets its own back
     try:
         return int(args.run(args) or 0)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lstmlab import _checks
 from lstmlab.cli._errors import fail
 from lstmlab.cli._training import (
     CONFIG_FIELDS,
@@ -54,34 +55,112 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=f"continue the run in DIR; of the other flags only {', '.join(RESUME_FLAGS)} may change it "
         "(--text: where a charlm corpus is now, if it moved)",
     )
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train in N processes on this machine (DistributedDataParallel, started with torchrun; --batch is "
+        "the global batch, split among them); the same as torchrun --standalone --nproc-per-node N -m lstmlab train",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from lstmlab.distributed import World, launched, leave
     from lstmlab.errors import InvalidArgument
     from lstmlab.train import Trainer
 
     given = set(getattr(args, "given", ()))
     flags = {**FLAGS, "run_dir": "--resume"} if args.resume is not None else FLAGS
+    flags = {**flags, "world_size": "--nproc"}
+    world = World()
     try:
         if args.resume is not None and args.config is not None:
             detail = f"does not apply with --resume (the run keeps its own); got {args.config!r}"
             raise InvalidArgument("train", "--config", detail)
+        if args.nproc is not None and args.nproc != 1 and not launched():
+            return launch(args)
         if args.resume is not None:
-            trainer = resume(args, given)
+            world = join(args, _stored_config(args.resume).device) if launched() else World()
+            trainer = resume(args, given, world)
             choose_threads("train", args, trainer.config)
         else:
             config = train_config("train", args, args.cell)
             out = args.out or str(Path("runs") / f"{config.task}-{config.cell}-s{config.seed}")
-            trainer = Trainer(config, out, overwrite=args.overwrite)
+            world = join(args, config.device) if launched() else World()
+            trainer = Trainer(config, out, overwrite=args.overwrite, world=world)
     except (ValueError, TypeError) as error:
+        leave(world)
         return fail("train", error, flags)
 
-    with trainer:
-        return train(trainer, args, flags)
+    try:
+        with trainer:
+            return train(trainer, args, flags)
+    finally:
+        leave(world)
 
 
-def resume(args: argparse.Namespace, given: set[str]) -> Any:
+def _stored_config(run_dir: str) -> Any:
+    from lstmlab.train import TrainConfig, read_checkpoint
+
+    return TrainConfig.from_dict(read_checkpoint(run_dir)["config"])
+
+
+def join(args: argparse.Namespace, device: str) -> Any:
+    """This process's `lstmlab.distributed.World` in the process group torchrun started it in;
+    --nproc, if given, must be torchrun's number of processes."""
+    import os
+
+    from lstmlab import distributed
+    from lstmlab.errors import InvalidArgument
+
+    size = int(os.environ["WORLD_SIZE"])
+    if args.nproc is not None and args.nproc != size:
+        raise InvalidArgument("train", "--nproc", f"must be the number of processes torchrun started, {size}; got {args.nproc}")
+    return distributed.join(device)
+
+
+def launch(args: argparse.Namespace) -> int:
+    """Run this command in --nproc processes, started by torchrun on this machine (on a free
+    port), once the settings are checked here; torchrun's exit status."""
+    import signal
+    import subprocess
+
+    from lstmlab import distributed, tasks
+    from lstmlab.train import read_checkpoint
+
+    world = distributed.World(rank=0, size=_checks.positive_int("train", "--nproc", args.nproc))
+    if args.resume is not None:
+        distributed.check_resume(args.resume, int(read_checkpoint(args.resume).get("world_size", 1)), world)
+    else:
+        config = train_config("train", args, args.cell)
+        distributed.check_batch(getattr(tasks.get(config.task, **config.task_options), "batch_size", None), world)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(world.size)]
+    process = subprocess.Popen([*command, "-m", "lstmlab", *without_nproc(getattr(args, "argv", sys.argv[1:]))])
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the processes, which save and stop
+    try:
+        return process.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def without_nproc(argv: list[str]) -> list[str]:
+    """`argv` without --nproc and its value (in any spelling argparse takes): the processes
+    torchrun starts learn their number from it, and torchrun would read the flag as its own."""
+    kept: list[str] = []
+    tokens = iter(argv)
+    for token in tokens:
+        name, equals, _ = token.partition("=")
+        if len(name) > 3 and "--nproc".startswith(name):  # --np, --npr, ... --nproc
+            if not equals:
+                next(tokens, None)  # its value
+        else:
+            kept.append(token)
+    return kept
+
+
+def resume(args: argparse.Namespace, given: set[str], world: Any = None) -> Any:
     """The trainer of the run in --resume, with the changes the flags allow; an error naming
     the flags that would change what defines the run."""
     from lstmlab.errors import InvalidArgument
@@ -118,13 +197,15 @@ def resume(args: argparse.Namespace, given: set[str]) -> Any:
         "stop_when_solved": False if args.no_early_stop else None,
         "max_minutes": args.max_minutes if "max_minutes" in given else None,
     }
-    return Trainer.resume(args.resume, text=args.text, settings=settings, **changes)
+    return Trainer.resume(args.resume, text=args.text, settings=settings, world=world, **changes)
 
 
 def train(trainer: Any, args: argparse.Namespace, flags: dict[str, str]) -> int:
     """Run `trainer` with a progress bar, print the summary; the exit status."""
     from lstmlab.train import Diverged
 
+    if trainer.world.rank != 0:
+        return follow(trainer, flags)
     if not args.quiet and not args.json:
         what = "resuming" if args.resume else "training"
         print(
@@ -162,6 +243,20 @@ def train(trainer: Any, args: argparse.Namespace, flags: dict[str, str]) -> int:
         )
         return 130
     return 0
+
+
+def follow(trainer: Any, flags: dict[str, str]) -> int:
+    """Run `trainer` in a process other than rank 0, which speaks for the run: quietly; the exit status."""
+    from lstmlab.train import Diverged
+
+    try:
+        for _ in trainer.run():
+            pass
+    except Diverged:
+        return 1
+    except (ValueError, TypeError) as error:
+        return fail("train", error, flags)
+    return 130 if trainer.interrupted else 0
 
 
 def render_summary(summary: dict[str, Any]) -> str:

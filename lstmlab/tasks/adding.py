@@ -53,7 +53,7 @@ class Adding(SupervisedTask):
         markers[first, columns] = 1.0
         markers[second, columns] = 1.0
         target = values[first, columns] + values[second, columns]
-        return Batch(inputs=as_float(np.stack([values, markers], axis=-1)), targets=as_float(target[:, None]))
+        return Batch(inputs=as_float(np.stack([values, markers], axis=-1)), targets=as_float(target[:, None]), target_batch_dim=0)
 
     def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
         return torch.mean((outputs[-1] - batch.targets) ** 2)
@@ -126,6 +126,7 @@ class Adding1997(SupervisedTask):
             targets=as_float(target[:, None]),
             mask=torch.from_numpy(valid),
             lengths=torch.from_numpy(lengths.astype(np.int64)),
+            target_batch_dim=0,
         )
 
     def loss(self, outputs: Tensor, batch: Batch) -> Tensor:

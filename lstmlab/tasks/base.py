@@ -35,6 +35,10 @@ Training data
 Loss
     `loss(outputs, batch) -> Tensor`: a differentiable scalar, from the model's
         outputs (T, B, output_size) for `batch.inputs`.
+    `loss_terms(batch) -> int`: how many terms the loss averages over (default: B);
+        a task whose loss is a mean over the real steps of a padded batch says so, so
+        that a multi-process run (each process scoring its `Batch.shard`) weighs its
+        shards as the whole batch would.
 
 Evaluation
     `evaluate(predict) -> dict[str, float]`: metrics on a fixed held-out set (the
@@ -71,6 +75,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lstmlab.errors import InvalidArgument
+
 State = Any  # a Tensor or a tuple of Tensors, as the recurrent module returns it
 Predict = Callable[..., tuple[Tensor, State]]
 
@@ -97,7 +103,9 @@ class Batch:
     mask: (T, B) bool, True where a step is real (for padded variable-length batches).
     lengths: (B,) int64 sequence lengths, when they vary.
     continues: the batch continues the previous batch's sequences (carry the state).
-    extra: task-specific tensors (e.g. the legal next symbols of a grammar).
+    extra: task-specific tensors, time-major (T, B, ...) (e.g. the legal next symbols of a grammar).
+    target_batch_dim: the dimension of `targets` that indexes the sequences: 1 for
+        time-major targets (T, B, ...), 0 for one target per sequence (B, ...).
     """
 
     inputs: Tensor
@@ -106,10 +114,38 @@ class Batch:
     lengths: Tensor | None = None
     continues: bool = False
     extra: dict[str, Tensor] = field(default_factory=dict)
+    target_batch_dim: int = 1
 
     @property
     def size(self) -> int:
         return int(self.inputs.shape[1])
+
+    def shard(self, rank: int, world_size: int) -> Batch:
+        """Process `rank`'s share of the batch in a run of `world_size` processes: the
+        `rank`-th of `world_size` equal, contiguous blocks of its B sequences (B/world_size
+        of them), so that the shards of all processes together are the batch.
+
+        InvalidArgument (about `world_size`) when it does not divide B.
+
+            >>> batch.shard(1, 2).inputs.shape  # (T, B/2, ...): sequences B/2 .. B-1
+        """
+        B = self.size
+        if B % world_size != 0:
+            raise InvalidArgument("Batch", "world_size", f"must divide the batch size {B}; got {world_size}")
+        rows = slice(rank * (B // world_size), (rank + 1) * (B // world_size))
+
+        def take(t: Tensor, dim: int) -> Tensor:
+            return t[rows].contiguous() if dim == 0 else t[:, rows].contiguous()
+
+        return Batch(
+            inputs=take(self.inputs, 1),
+            targets=take(self.targets, self.target_batch_dim),
+            mask=None if self.mask is None else take(self.mask, 1),
+            lengths=None if self.lengths is None else take(self.lengths, 0),
+            continues=self.continues,
+            extra={k: take(v, 1) for k, v in self.extra.items()},
+            target_batch_dim=self.target_batch_dim,
+        )
 
     def last(self, outputs: Tensor) -> Tensor:
         """Each sequence's output at its last real step: (B, ...) from (T, B, ...)."""
@@ -146,6 +182,12 @@ class Task(ABC):
     @abstractmethod
     def evaluate(self, predict: Predict) -> dict[str, float]:
         """Metrics on the fixed held-out set; holds `self.metric` and "loss"."""
+
+    def loss_terms(self, batch: Batch) -> int:
+        """How many terms `loss` averages over on `batch` (default: one per sequence). A
+        multi-process run weighs each process's loss on its shard by its share of them, so
+        that the gradient is the whole batch's."""
+        return batch.size
 
     @abstractmethod
     def solved(self, metrics: dict[str, float]) -> bool:

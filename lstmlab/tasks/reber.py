@@ -136,6 +136,10 @@ class EmbeddedReber(SupervisedTask):
         assert batch.mask is not None
         return F.cross_entropy(outputs[batch.mask], batch.targets[batch.mask])
 
+    def loss_terms(self, batch: Batch) -> int:
+        assert batch.mask is not None
+        return int(batch.mask.sum())
+
     def metrics(self, outputs: Tensor, batch: Batch) -> dict[str, float]:
         assert batch.mask is not None
         wrong = ~_step_correct(outputs, batch.extra["legal"]) & batch.mask

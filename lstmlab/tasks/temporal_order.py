@@ -79,6 +79,7 @@ class TemporalOrder(SupervisedTask):
             targets=as_long(label),
             mask=torch.from_numpy(valid),
             lengths=torch.from_numpy(lengths.astype(np.int64)),
+            target_batch_dim=0,
         )
 
     def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
