@@ -57,9 +57,14 @@ def fused_layer(
     cell: int,
     flags: list[int],
     save: bool,
+    recurrent_mask: Tensor | None = None,
+    zoneout_h: Tensor | None = None,
+    zoneout_c: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """One layer, one direction: the tensors of a `schema.ForwardResult`; see `schema.ForwardInputs`."""
-    out = loader.load().forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ch, a0, w_gh, w_hr, lengths, cell, flags, save)
+    out = loader.load().forward(
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ch, a0, w_gh, w_hr, lengths, cell, flags, save, recurrent_mask, zoneout_h, zoneout_c
+    )
     return tuple(out)  # type: ignore[return-value]
 
 
@@ -95,11 +100,14 @@ def fused_layer_backward(
     cell: int,
     flags: list[int],
     need_dx: bool,
+    recurrent_mask: Tensor | None = None,
+    zoneout_h: Tensor | None = None,
+    zoneout_c: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The gradients of `fused_layer`: the tensors of a `schema.BackwardResult`; see `schema.BackwardInputs`."""
     out = loader.load().backward(
         dy, dh_n, dc_n, da_n, x, h0, c0, a0, w_ih, w_hh, has_bias, w_ch, w_gh, w_hr, lengths,
-        hs, cs, gates, extra, acts, ms, cell, flags, need_dx,
+        hs, cs, gates, extra, acts, ms, cell, flags, need_dx, recurrent_mask, zoneout_h, zoneout_c,
     )  # fmt: skip
     return tuple(out)  # type: ignore[return-value]
 
@@ -150,7 +158,10 @@ def layer_backward(args: BackwardInputs) -> BackwardResult:
 
 
 # the tensors of BackwardInputs that forward saves (None where absent)
-_SAVED = ("x", "h0", "c0", "a0", "w_ih", "w_hh", "w_ch", "w_gh", "w_hr", "lengths", "hs", "cs", "gates", "extra", "acts", "ms")
+_SAVED = (
+    "x", "h0", "c0", "a0", "w_ih", "w_hh", "w_ch", "w_gh", "w_hr", "lengths", "hs", "cs", "gates", "extra", "acts", "ms",
+    "recurrent_mask", "zoneout_h", "zoneout_c",
+)  # fmt: skip
 
 
 def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
@@ -168,6 +179,7 @@ def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
         "w_ch": args.w_ch, "w_gh": args.w_gh, "w_hr": args.w_hr, "lengths": args.lengths,
         "hs": out.y if out.hs is None else out.hs,  # the state sequence: y itself unless padded
         "cs": out.cs, "gates": out.gates, "extra": out.extra, "acts": out.acts, "ms": out.ms,
+        "recurrent_mask": args.recurrent_mask, "zoneout_h": args.zoneout_h, "zoneout_c": args.zoneout_c,
     }  # fmt: skip
     ctx.save_for_backward(*(saved[name] for name in _SAVED))
 

@@ -157,6 +157,18 @@ void check_layer(const Context& k, const std::vector<int64_t>& flags, const Tens
               " to ", hi);
 }
 
+// The regularisers' masks, each optional: recurrent_mask (B, P); zoneout_h (T, B, P) and,
+// for an LSTM, zoneout_c (T, B, H); RNN zoneout saves its candidates in extra.
+void check_masks(const Context& k, const Tensor& recurrent_mask, const Tensor& zoneout_h, const Tensor& zoneout_c) {
+  const Sizes& s = k.s;
+  expect_optional(k, "recurrent_mask", recurrent_mask, {s.B, s.P}, "(B, P)");
+  expect_optional(k, "zoneout_h", zoneout_h, {s.T, s.B, s.P}, "(T, B, P)");
+  if (k.cell == Cell::lstm)
+    expect_optional(k, "zoneout_c", zoneout_c, {s.T, s.B, s.H}, "(T, B, H)");
+  else
+    expect_if(false, k, "zoneout_c", zoneout_c, {}, "", " for an LSTM");
+}
+
 }  // namespace
 
 Cell check_forward(int64_t cell, const std::vector<int64_t>& flags, const ForwardInputs& in) {
@@ -166,14 +178,17 @@ Cell check_forward(int64_t cell, const std::vector<int64_t>& flags, const Forwar
               in.b_ih.defined() ? "b_ih only" : "b_hh only");
   expect_optional(k, "b_ih", in.b_ih, {k.s.G * k.s.H}, "(G*H,)");
   expect_optional(k, "b_hh", in.b_hh, {k.s.G * k.s.H}, "(G*H,)");
+  check_masks(k, in.recurrent_mask, in.zoneout_h, in.zoneout_c);
   return k.cell;
 }
 
 Cell check_backward(int64_t cell, const std::vector<int64_t>& flags, const BackwardInputs& in) {
   const Context k = context(kBackward, cell, flags, in.x, in.h0, in.c0);
   check_layer(k, flags, in.h0, in.c0, in.w_ih, in.w_hh, in.w_ch, in.a0, in.w_gh, in.w_hr, in.lengths);
+  check_masks(k, in.recurrent_mask, in.zoneout_h, in.zoneout_c);
   const Sizes& s = k.s;
   const bool lstm = k.cell == Cell::lstm, gru = k.cell == Cell::gru;
+  const bool rnn_zoneout = k.cell == Cell::rnn && in.zoneout_h.defined();
   const bool fgr = lstm && LSTMFlags(flags).gate_recurrence, proj = lstm && in.w_hr.defined();
   expect(k, "dy", in.dy, {s.T, s.B, s.P}, "(T, B, P)");
   expect(k, "dh_n", in.dh_n, {s.B, s.P}, "(B, P)");
@@ -182,7 +197,8 @@ Cell check_backward(int64_t cell, const std::vector<int64_t>& flags, const Backw
   expect(k, "hs", in.hs, {s.T, s.B, s.P}, "(T, B, P)");
   expect_if(lstm, k, "cs", in.cs, {s.T, s.B, s.H}, "(T, B, H)", " for an LSTM");
   expect_if(lstm || gru, k, "gates", in.gates, {s.T, s.B, s.G * s.H}, "(T, B, G*H)", " for an LSTM or a GRU");
-  expect_if(gru, k, "extra", in.extra, {s.T, s.B, s.H}, "(T, B, H)", " for a GRU");
+  expect_if(gru || rnn_zoneout, k, "extra", in.extra, {s.T, s.B, s.H}, "(T, B, H)",
+            " for a GRU or an RNN with zoneout (zoneout_h given)");
   expect_if(fgr, k, "acts", in.acts, {s.T, s.B, s.R * s.H}, "(T, B, R*H)", kWithFGR);
   expect_if(proj, k, "ms", in.ms, {s.T, s.B, s.H}, "(T, B, H)", " with a projection (w_hr given)");
   return k.cell;

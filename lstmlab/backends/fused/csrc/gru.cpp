@@ -45,9 +45,16 @@ ForwardResult forward(const GRUFlags& F, const ForwardInputs& in) {
   S* ghp = gh.data_ptr<S>();
   const S* W = in.w_hh.data_ptr<S>();
   const S* bn = b_hn.defined() ? b_hn.data_ptr<S>() : zeros.data_ptr<S>();
+  // the regularisers: (D1) the recurrent products multiply hm = m ⊙ h, (G4) h itself; (Z1) d
+  const S* mask = data_or_null<S>(in.recurrent_mask);
+  Tensor hm = mask ? at::empty({B, H}, opts) : Tensor();
+  S* hmp = data_or_null<S>(hm);
+  const ZoneoutMask<S> zh(in.zoneout_h);
 
   for (int64_t t = 0; t < T; ++t) {
     const S* hp = t == 0 ? in.h0.data_ptr<S>() : hsp + (t - 1) * B * H;
+    if (mask) mask_rows<S>(B, H, mask, hp, hmp);  // (D1)
+    const S* hin = mask ? hmp : hp;
     S* hn = hsp + t * B * H;
     S* Gt = Gp + t * B * GH;
     S* et = ex + (in.save ? t : 0) * B * H;
@@ -57,7 +64,7 @@ ForwardResult forward(const GRUFlags& F, const ForwardInputs& in) {
       if (yb != hn + b * H) std::memset(yb, 0, H * sizeof(S));
     };
     if (!before) {
-      gemm<S>(false, true, B, GH, H, hp, H, W, H, S(0), ghp, GH);
+      gemm<S>(false, true, B, GH, H, hin, H, W, H, S(0), ghp, GH);
       for_rows(B, GH, [&](int64_t b) {
         if (!len.keep(t, b)) return finish(b);
         S* z = Gt + b * GH;
@@ -71,14 +78,15 @@ ForwardResult forward(const GRUFlags& F, const ForwardInputs& in) {
         for (int64_t j = 0; j < H; ++j) e[j] = u[2 * H + j] + bn[j];
         for (int64_t j = 0; j < H; ++j) n_[j] = tanh_(n_[j] + r_[j] * e[j]);  // (G3)
         for (int64_t j = 0; j < H; ++j) h2[j] = (S(1) - z_[j]) * n_[j] + z_[j] * h[j];  // (G4)
+        if (zh) zoneout<S>(H, zh.row(t, b), h, h2);  // (Z1)
         S* yb = yp + (t * B + b) * H;
         if (yb != h2) std::memcpy(yb, h2, H * sizeof(S));
       });
     } else {
-      gemm<S>(false, true, B, 2 * H, H, hp, H, W, H, S(0), ghp, GH);
+      gemm<S>(false, true, B, 2 * H, H, hin, H, W, H, S(0), ghp, GH);
       for_rows(B, GH, [&](int64_t b) {
         S* e = et + b * H;
-        const S* h = hp + b * H;
+        const S* h = hin + b * H;
         if (!len.keep(t, b)) {
           std::memset(e, 0, H * sizeof(S));
           return;
@@ -100,6 +108,7 @@ ForwardResult forward(const GRUFlags& F, const ForwardInputs& in) {
         S* n_ = z + 2 * H;
         for (int64_t j = 0; j < H; ++j) n_[j] = tanh_(n_[j] + u[j]);  // (G3')
         for (int64_t j = 0; j < H; ++j) h2[j] = (S(1) - z_[j]) * n_[j] + z_[j] * h[j];  // (G4)
+        if (zh) zoneout<S>(H, zh.row(t, b), h, h2);  // (Z1)
         S* yb = yp + (t * B + b) * H;
         if (yb != h2) std::memcpy(yb, h2, H * sizeof(S));
       });
@@ -136,6 +145,12 @@ BackwardResult backward(const GRUFlags& F, const BackwardInputs& in) {
   S* dhp = dh.data_ptr<S>();
   S* drp = drh.data_ptr<S>();
   const S* W = in.w_hh.data_ptr<S>();
+  // the regularisers: (D1) dhm the gradient reaching m ⊙ h through the recurrent products;
+  // (Z1) h~ gets (1 − d) ⊙ dh', the old h d ⊙ dh' besides what flows through the cell
+  const S* mask = data_or_null<S>(in.recurrent_mask);
+  Tensor dhm = mask ? at::empty({B, H}, opts) : Tensor();
+  S* dhmp = data_or_null<S>(dhm);
+  const ZoneoutMask<S> zh(in.zoneout_h);
 
   for (int64_t t = T - 1; t >= 0; --t) {
     const S* hp = t == 0 ? in.h0.data_ptr<S>() : hsp + (t - 1) * B * H;
@@ -162,11 +177,13 @@ BackwardResult backward(const GRUFlags& F, const BackwardInputs& in) {
       const S* h = hp + b * H;
       const S* e = et + b * H;
       const S* dyb = dyp + (t * B + b) * H;
+      const S* zd = zh ? zh.row(t, b) : nullptr;
       for (int64_t j = 0; j < H; ++j) {
-        S d = dhi[j] + dyb[j];
+        const S sum = dhi[j] + dyb[j];
+        const S d = zd ? (S(1) - zd[j]) * sum : sum;  // (Z1)
         S dn = d * (S(1) - z_[j]);  // (G4)
         S dz = d * (h[j] - n_[j]);
-        dho[j] = d * z_[j];
+        dho[j] = zd ? d * z_[j] + zd[j] * sum : d * z_[j];
         S dpn = dn * (S(1) - n_[j] * n_[j]);  // (G3) / (G3')
         dzx[2 * H + j] = dpn;
         dzx[H + j] = dz * z_[j] * (S(1) - z_[j]);  // (G2)
@@ -180,27 +197,45 @@ BackwardResult backward(const GRUFlags& F, const BackwardInputs& in) {
       }
     });
     if (!before) {
-      gemm<S>(false, false, B, H, GH, dht, GH, W, H, S(1), dh_out, H);
+      if (mask) {  // (D1) dh += m ⊙ (dz U)
+        gemm<S>(false, false, B, H, GH, dht, GH, W, H, S(0), dhmp, H);
+        add_masked_rows<S>(B, H, mask, dhmp, dh_out);
+      } else {
+        gemm<S>(false, false, B, H, GH, dht, GH, W, H, S(1), dh_out, H);
+      }
       continue;
     }
     gemm<S>(false, false, B, H, H, dxt + 2 * H, GH, W + 2 * H * H, H, S(0), drp, H);
+    // the gradient reaching the recurrent products' input: dh itself, or m ⊙ h's (D1)
+    S* dh_rec = mask ? dhmp : dh_out;
     for_rows(B, GH, [&](int64_t b) {
-      if (!len.keep(t, b)) return;
+      S* dhr = dh_rec + b * H;
+      if (!len.keep(t, b)) {
+        if (mask) std::memset(dhr, 0, H * sizeof(S));
+        return;
+      }
       S* dzx = dxt + b * GH;
       const S* r_ = Gt + b * GH;
       const S* h = hp + b * H;
+      const S* m = mask ? mask + b * H : nullptr;
       const S* d = drp + b * H;
-      S* dho = dh_out + b * H;
-      for (int64_t j = 0; j < H; ++j) {
-        dho[j] += d[j] * r_[j];  // (G3') through r ⊙ h
-        dzx[j] = d[j] * h[j] * r_[j] * (S(1) - r_[j]);  // (G1)
-      }
+      if (mask)
+        for (int64_t j = 0; j < H; ++j) {
+          dhr[j] = d[j] * r_[j];  // (G3') through r ⊙ (m ⊙ h)
+          dzx[j] = d[j] * m[j] * h[j] * r_[j] * (S(1) - r_[j]);  // (G1)
+        }
+      else
+        for (int64_t j = 0; j < H; ++j) {
+          dhr[j] += d[j] * r_[j];  // (G3') through r ⊙ h
+          dzx[j] = d[j] * h[j] * r_[j] * (S(1) - r_[j]);  // (G1)
+        }
     });
-    gemm<S>(false, false, B, H, 2 * H, dxt, GH, W, H, S(1), dh_out, H);
+    gemm<S>(false, false, B, H, 2 * H, dxt, GH, W, H, S(1), dh_rec, H);
+    if (mask) add_masked_rows<S>(B, H, mask, dhmp, dh_out);  // (D1)
   }
   BackwardResult r;
   r.dh0 = dh[T % 2].clone();
-  weight_grads(r, in, dZx, dZh, before ? in.extra : Tensor());
+  weight_grads(r, with_masked_states(in), dZx, dZh, before ? in.extra : Tensor());
   return r;
 }
 

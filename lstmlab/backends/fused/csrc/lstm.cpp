@@ -53,6 +53,11 @@ ForwardResult forward(const LSTMFlags& F, const ForwardInputs& in) {
   S* asp = data_or_null<S>(as);
   S* zap = data_or_null<S>(za);
   const S* V = data_or_null<S>(in.w_gh);
+  // the regularisers: (D1) the recurrent product multiplies hm = m ⊙ h; (Z1) d per state
+  const S* mask = data_or_null<S>(in.recurrent_mask);
+  Tensor hm = mask ? at::empty({B, P}, opts) : Tensor();
+  S* hmp = data_or_null<S>(hm);
+  const ZoneoutMask<S> zh(in.zoneout_h), zc(in.zoneout_c);
 
   for (int64_t t = 0; t < T; ++t) {
     const S* hp = t == 0 ? in.h0.data_ptr<S>() : hsp + (t - 1) * B * P;
@@ -61,7 +66,8 @@ ForwardResult forward(const LSTMFlags& F, const ForwardInputs& in) {
     S* cn = csp + (save ? t : t % 2) * B * H;
     S* Gt = G + t * B * GH;
     S* mt = proj ? msp + (save ? t : 0) * B * H : nullptr;
-    gemm<S>(false, true, B, GH, P, hp, P, W, P, S(1), Gt, GH);
+    if (mask) mask_rows<S>(B, P, mask, hp, hmp);  // (D1)
+    gemm<S>(false, true, B, GH, P, mask ? hmp : hp, P, W, P, S(1), Gt, GH);
     const S* ap = nullptr;
     S* an = nullptr;
     if (fgr) {
@@ -116,20 +122,24 @@ ForwardResult forward(const LSTMFlags& F, const ForwardInputs& in) {
         for (int64_t j = 0; j < H; ++j) m[j] = o[j] * tanh_(c2[j]);  // (L6)
       else
         for (int64_t j = 0; j < H; ++j) m[j] = o[j] * c2[j];  // (L6) NOAF
+      if (zc) zoneout<S>(H, zc.row(t, b), c, c2);  // (Z1): the carried c', after o and m saw c~
+      if (!proj && zh) zoneout<S>(H, zh.row(t, b), h, h2);  // (Z1)
       if (!proj && yb != h2) std::memcpy(yb, h2, H * sizeof(S));
       for (int64_t k = 0; k < F.R(); ++k)  // FGR: a' = the new activations
         std::memcpy(an + b * RH + k * H, z + F.rblock[k] * H, H * sizeof(S));
     });
     if (proj) {
       gemm<S>(false, true, B, P, H, mt, H, Whr, H, S(0), hn, P);  // (L7) h' = W_hr m
-      if (len.given)
+      if (len.given || zh)
         for_rows(B, P, [&](int64_t b) {
           S* h2 = hn + b * P;
           S* yb = yp + (t * B + b) * P;
-          if (!len.keep(t, b))
+          if (!len.keep(t, b)) {
             std::memcpy(h2, hp + b * P, P * sizeof(S));  // the state carries; y stays zero
-          else if (yb != h2)
-            std::memcpy(yb, h2, P * sizeof(S));
+            return;
+          }
+          if (zh) zoneout<S>(P, zh.row(t, b), hp + b * P, h2);  // (Z1)
+          if (yb != h2) std::memcpy(yb, h2, P * sizeof(S));
         });
     }
   }
@@ -220,7 +230,7 @@ BackwardResult backward(const LSTMFlags& F, const BackwardInputs& in) {
   Tensor dh = at::empty({2, B, P}, opts), dc = at::empty({2, B, H}, opts);
   dh[0].copy_(in.dh_n);
   dc[0].copy_(in.dc_n);
-  Tensor scratch = at::empty({B, 3 * H}, opts);  // per row: dh' + dy, H(c'), dc'
+  Tensor scratch = at::empty({B, 4 * H}, opts);  // per row: dh' + dy, H(c'), dc', c~ (zoneout of c)
   Tensor dp = at::zeros({B, std::max<int64_t>(NP, 1) * H}, opts);  // per-row peephole gradient sums
   Tensor ones = at::ones({H}, opts), zeros = at::zeros({H}, opts);
   const S* G = in.gates.data_ptr<S>();
@@ -251,6 +261,13 @@ BackwardResult backward(const LSTMFlags& F, const BackwardInputs& in) {
   S* dHp = data_or_null<S>(dH);
   S* dmp = data_or_null<S>(dm);
   const S* Whr = data_or_null<S>(in.w_hr);
+  // the regularisers: (D1) dhm the gradient reaching m ⊙ h through the recurrent product;
+  // (Z1) the cell computed the candidates s~ and s' = s~ + d ⊙ (s − s~), so s~ gets (1 − d) ⊙ ds'
+  // and s gets d ⊙ ds' besides what flows through the cell
+  const S* mask = data_or_null<S>(in.recurrent_mask);
+  Tensor dhm = mask ? at::empty({B, P}, opts) : Tensor();
+  S* dhmp = data_or_null<S>(dhm);
+  const ZoneoutMask<S> zh(in.zoneout_h), zc(in.zoneout_c);
 
   for (int64_t t = T - 1; t >= 0; --t) {
     const S* cp = t == 0 ? in.c0.data_ptr<S>() : csp + (t - 1) * B * H;
@@ -266,15 +283,19 @@ BackwardResult backward(const LSTMFlags& F, const BackwardInputs& in) {
     S* da_in = fgr ? dap + next * B * RH : nullptr;
     S* da_out = fgr ? dap + (1 - next) * B * RH : nullptr;
     S* dHt = proj ? dHp + t * B * P : nullptr;
-    if (proj) {  // (L7) h' = W_hr m: dm = (dh' + dy) W_hr
+    if (proj) {  // (L7) h~ = W_hr m: dm = dh~ W_hr, dh~ = dh' + dy (times 1 − d with zoneout)
       for_rows(B, P, [&](int64_t b) {
         S* dHb = dHt + b * P;
         const S* dhi = dh_in + b * P;
         const S* dyb = dyp + (t * B + b) * P;
-        if (!len.keep(t, b))
+        if (!len.keep(t, b)) {
           std::memset(dHb, 0, P * sizeof(S));
-        else
+        } else if (zh) {
+          const S* d = zh.row(t, b);
+          for (int64_t j = 0; j < P; ++j) dHb[j] = (S(1) - d[j]) * (dhi[j] + dyb[j]);  // (Z1)
+        } else {
           for (int64_t j = 0; j < P; ++j) dHb[j] = dhi[j] + dyb[j];
+        }
       });
       gemm<S>(false, false, B, H, P, dHt, P, Whr, H, S(0), dmp, H);
     }
@@ -294,28 +315,49 @@ BackwardResult backward(const LSTMFlags& F, const BackwardInputs& in) {
         }
         return;
       }
-      std::memset(dho, 0, P * sizeof(S));  // the recurrent product adds dh after the row pass
+      const S* dyb = dyp + (t * B + b) * P;
+      if (zh) {  // (Z1) d ⊙ (dh' + dy); the recurrent product adds dh after the row pass
+        const S* d = zh.row(t, b);
+        for (int64_t j = 0; j < P; ++j) dho[j] = d[j] * (dhi[j] + dyb[j]);
+      } else {
+        std::memset(dho, 0, P * sizeof(S));  // the recurrent product adds dh after the row pass
+      }
       const S* z = Gt + b * GH;
       const S* i = F.gate_i >= 0 ? z + F.gate_i * H : one;
       const S* f = F.gate_f >= 0 ? z + F.gate_f * H : one;
       const S* g = z + F.gate_g * H;
       const S* o = F.gate_o >= 0 ? z + F.gate_o * H : one;
       const S* c = cp + b * H;
+      S* sum = sc + b * 4 * H;
+      S* hc = sum + H;
+      S* dc2 = hc + H;
       const S* c2 = cn + b * H;
+      const S* dc_next = dci;  // what reaches the cell's own c~ from step t + 1
+      if (zc) {  // (Z1) c' was zoned: the cell's c~ = f ⊙ c + i ⊙ g (L4) again, and (1 − d) ⊙ dc'
+        S* ct = dc2 + H;
+        const S* d = zc.row(t, b);
+        if (F.coupled)
+          for (int64_t j = 0; j < H; ++j) ct[j] = (S(1) - i[j]) * c[j] + i[j] * g[j];
+        else
+          for (int64_t j = 0; j < H; ++j) ct[j] = f[j] * c[j] + i[j] * g[j];
+        for (int64_t j = 0; j < H; ++j) dc2[j] = (S(1) - d[j]) * dci[j];
+        c2 = ct;
+        dc_next = dc2;
+      }
       // FGR: the gradient reaching each recurrent gate's activation from the next step
       const S* dai = F.ri >= 0 ? da_in + b * RH + F.ri * H : zero;
       const S* daf = F.rf >= 0 ? da_in + b * RH + F.rf * H : zero;
       const S* dao = F.ro >= 0 ? da_in + b * RH + F.ro * H : zero;
       S* dp_row = dpp + b * NP * H;
-      S* sum = sc + b * 3 * H;
-      S* hc = sum + H;
-      S* dc2 = hc + H;
-      const S* dyb = dyp + (t * B + b) * P;
-      if (!proj)
+      if (!proj && zh) {
+        const S* d = zh.row(t, b);
+        for (int64_t j = 0; j < H; ++j) sum[j] = (S(1) - d[j]) * (dhi[j] + dyb[j]);  // (L7) h~ = m, (Z1)
+      } else if (!proj) {
         for (int64_t j = 0; j < H; ++j) sum[j] = dhi[j] + dyb[j];  // (L7) h' = m
+      }
       const S* dmb = proj ? dmp + b * H : sum;
 
-      cell_output_grad<S>(F.tanh_h, H, dmb, o, c2, dci, hc, dc2);  // (L6)
+      cell_output_grad<S>(F.tanh_h, H, dmb, o, c2, dc_next, hc, dc2);  // (L6)
       if (F.gate_o >= 0) {  // (L5)
         S* dzo = dz + F.gate_o * H;
         sigmoid_gate_grad<S>(H, dmb, hc, dao, o, dzo);
@@ -336,19 +378,28 @@ BackwardResult backward(const LSTMFlags& F, const BackwardInputs& in) {
           sigmoid_gate_grad<S>(H, dc2, g, dai, i, dzi);
         peephole_grads<S>(H, dzi, p_i, c, dco, F.peephole_i >= 0 ? dp_row + F.peephole_i * H : nullptr);
       }
+      if (zc) {  // (Z1) the old c's share d ⊙ dc'
+        const S* d = zc.row(t, b);
+        for (int64_t j = 0; j < H; ++j) dco[j] += d[j] * dci[j];
+      }
       if (fgr) {  // the V a terms: dA gathers the recurrent gates' dz, the product adds da
         std::memset(da_out + b * RH, 0, RH * sizeof(S));
         for (int64_t k = 0; k < F.R(); ++k) std::memcpy(dAt + b * RH + k * H, dz + F.rblock[k] * H, H * sizeof(S));
       }
     });
-    gemm<S>(false, false, B, P, GH, dZt, GH, W, P, S(1), dh_out, P);
+    if (mask) {  // (D1) dh += m ⊙ (dz U)
+      gemm<S>(false, false, B, P, GH, dZt, GH, W, P, S(0), dhmp, P);
+      add_masked_rows<S>(B, P, mask, dhmp, dh_out);
+    } else {
+      gemm<S>(false, false, B, P, GH, dZt, GH, W, P, S(1), dh_out, P);
+    }
     if (fgr) gemm<S>(false, false, B, RH, RH, dAt, RH, V, RH, S(1), da_out, RH);
   }
   const int64_t last = T % 2;
   BackwardResult r;
   r.dh0 = dh[last].clone();
   r.dc0 = dc[last].clone();
-  weight_grads(r, in, dZ, dZ);
+  weight_grads(r, with_masked_states(in), dZ, dZ);
   if (NP) r.dw_ch = dp.sum(0);
   if (fgr) {
     r.da0 = da[last].clone();

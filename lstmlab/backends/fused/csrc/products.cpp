@@ -4,6 +4,7 @@
 #include <ATen/ops/addmm.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/mm.h>
+#include <ATen/ops/mul.h>
 
 namespace lstmlab {
 
@@ -44,6 +45,14 @@ void weight_grads(BackwardResult& r, const BackwardInputs& in, const Tensor& dZx
     r.db_ih = dZ2.sum(0);
     r.db_hh = dZh.is_same(dZx) ? r.db_ih.clone() : dZh.view({T * B, GH}).sum(0);
   }
+}
+
+BackwardInputs with_masked_states(const BackwardInputs& in) {
+  if (!in.recurrent_mask.defined()) return in;
+  BackwardInputs masked = in;
+  masked.h0 = at::mul(in.h0, in.recurrent_mask);
+  masked.hs = at::mul(in.hs, in.recurrent_mask);  // (T, B, P) ⊙ (B, P)
+  return masked;
 }
 
 }  // namespace lstmlab

@@ -26,4 +26,9 @@ Tensor recurrent_grad(const Tensor& dZ, int64_t off, int64_t K, const Tensor& hs
 void weight_grads(BackwardResult& r, const BackwardInputs& in, const Tensor& dZx, const Tensor& dZh,
                   const Tensor& gated = Tensor());
 
+// `in` for weight_grads under (D1) recurrent dropout: the recurrent products multiplied
+// m ⊙ h, so in.h0 and in.hs become m ⊙ h0 and m ⊙ hs (one product over all steps, m
+// being the same at every step); `in` itself without a mask.
+BackwardInputs with_masked_states(const BackwardInputs& in);
+
 }  // namespace lstmlab
