@@ -1,6 +1,6 @@
-"""The fused kernels' zoneout and recurrent dropout (and weight dropout, which reaches them
-as a changed weight_hh) against the reference backend's hand-written BPTT, with the same
-masks; gradcheck of the op with masks; float32 against float64."""
+"""The fused kernels' zoneout, recurrent dropout and layer normalisation (and weight dropout,
+which reaches them as a changed weight_hh) against the reference backend's hand-written BPTT,
+with the same masks; gradcheck of the op with masks and gains; float32 against float64."""
 
 from __future__ import annotations
 
@@ -34,15 +34,18 @@ CASES = {
     "RNN-relu": ("RNN", {"nonlinearity": "relu"}),
 }
 
-# StackConfig fields per setting; the LSTM's zoneout differs between c and h, so a swap shows
+# StackConfig fields per setting (layer_norm: the cell's flag); the LSTM's zoneout differs
+# between c and h, so a swap shows
 REGULARISERS = {
     "zoneout": {"zoneout_h": 0.3, "zoneout_c": 0.5},
     "zoneout_h": {"zoneout_h": 0.4},
     "zoneout_c": {"zoneout_c": 0.4},
     "recurrent_dropout": {"recurrent_dropout": 0.4},
     "weight_dropout": {"weight_dropout": 0.3},
-    "all": {"zoneout_h": 0.3, "zoneout_c": 0.5, "recurrent_dropout": 0.4, "weight_dropout": 0.3},
+    "layer_norm": {"layer_norm": True},
+    "all": {"zoneout_h": 0.3, "zoneout_c": 0.5, "recurrent_dropout": 0.4, "weight_dropout": 0.3, "layer_norm": True},
 }
+NORMALISED = [case for case in CASES if case.startswith("LSTM") or case == "GRU-after"]  # the cells with layer_norm
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -51,13 +54,20 @@ def extension() -> None:
 
 
 def build(case: str, backend: str, regularisers: dict[str, float], dtype: torch.dtype = torch.float64) -> torch.nn.Module:
-    """A 2-layer bidirectional stack of `case` with `regularisers` (StackConfig fields) set."""
+    """A 2-layer bidirectional stack of `case` with `regularisers` (StackConfig fields) set;
+    layer_norm where the cell has it."""
     family, flags = CASES[case]
+    regularisers = dict(regularisers)
+    if regularisers.pop("layer_norm", False) and case in NORMALISED:
+        flags = {**flags, "layer_norm": True}
     torch.manual_seed(0)
     module = getattr(lstmlab, family)(I, H, num_layers=2, bidirectional=True, backend=backend, dtype=dtype, **flags)
     with torch.no_grad():
-        for name, p in module.named_parameters():  # peepholes and V start at zero; make them count
-            p.uniform_(-0.6, 0.6) if "weight_ch" in name or "weight_gh" in name else None
+        for name, p in module.named_parameters():  # peepholes, V, the gains start constant; make them count
+            if "weight_ch" in name or "weight_gh" in name or "bias_ln" in name:
+                p.uniform_(-0.6, 0.6)
+            elif "weight_ln" in name:
+                p.uniform_(0.5, 1.5)
     # set on the configuration: the RNN module has no regulariser arguments, its kernels do
     module.config = dataclasses.replace(module.config, **regularisers)
     return module
@@ -94,7 +104,8 @@ COMBINATIONS = [
     (case, regulariser)
     for case in CASES
     for regulariser in REGULARISERS
-    if regulariser not in ("zoneout_h", "zoneout_c") or case in ONE_STATE_CASES
+    if (regulariser not in ("zoneout_h", "zoneout_c") or case in ONE_STATE_CASES)
+    and (regulariser != "layer_norm" or case in NORMALISED)
 ]
 
 
@@ -113,31 +124,35 @@ def test_fused_equals_reference_with_regularisers(case: str, regulariser: str, t
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
     # the regulariser changes the result (eval: zoneout only), so the comparison is not idle
-    acts = training or any(name.startswith("zoneout") for name in settings)
+    acts = training or any(name.startswith("zoneout") or name == "layer_norm" for name in settings)
     if acts:
         plain = build(case, "fused", {}).train(training)
         assert not torch.allclose(run(plain, x, state, LENGTHS)[0], got[0])
 
 
-def test_layer_norm_is_refused_with_the_reason() -> None:
+def test_every_regulariser_runs_fused() -> None:
     x = torch.zeros(1, 1, 3)
-    lstm = StackConfig(LSTMSpec(layer_norm=True), 3, 4, zoneout_h=0.1, recurrent_dropout=0.2)
-    reason = FusedBackend().unsupported(lstm, x)
-    assert reason is not None and "layer_norm" in reason and "zoneout" not in reason
-    for spec in (LSTMSpec(), GRUSpec(reset="before")):
+    for spec in (LSTMSpec(layer_norm=True), GRUSpec(layer_norm=True), GRUSpec(reset="before")):
         config = StackConfig(spec, 3, 4, zoneout_h=0.1, recurrent_dropout=0.2, weight_dropout=0.3)
         assert FusedBackend().unsupported(config, x) is None
-    module = lstmlab.LSTM(3, 4, zoneout=0.1, recurrent_dropout=0.2)
-    module(torch.zeros(2, 1, 3))
-    assert module.active_backend in ("fused", "eager")
+
+
+def test_layer_norm_with_reset_before_is_refused_by_the_kernel() -> None:
+    args, _ = _op_inputs("GRU-after", torch.float64, training=True, layer_norm=True)
+    args = args._replace(flags=[1])  # reset "before"
+    with pytest.raises(RuntimeError, match=r"w_ln_ih \(layer normalisation\) must be None except for an LSTM or a GRU"):
+        custom_ops.fused_layer(*args)
 
 
 # -- the op itself -----------------------------------------------------------------
 
 
-def _op_inputs(case: str, dtype: torch.dtype, *, training: bool, seed: int = 3) -> tuple[schema.ForwardInputs, list[int]]:
+def _op_inputs(
+    case: str, dtype: torch.dtype, *, training: bool, layer_norm: bool = False, seed: int = 3
+) -> tuple[schema.ForwardInputs, list[int]]:
     """Tiny arguments of lstmlab::fused_layer for `case` (T=4, B=2, H=3, P=2 when it projects),
-    lengths (4, 2), every regulariser's mask; and the positions of the tensors that need grad."""
+    lengths (4, 2), every regulariser's mask, the gains of layer normalisation if asked; and
+    the positions of the tensors that need grad."""
     family, flags = CASES[case]
     spec = build(case, "reference", {}).config.spec
     cell, cell_flags = schema.encode(spec)
@@ -148,7 +163,9 @@ def _op_inputs(case: str, dtype: torch.dtype, *, training: bool, seed: int = 3) 
     n_rec = len(getattr(spec, "recurrent_gates", ()))
     lstm = family == "LSTM"
     g = torch.Generator().manual_seed(seed)
-    t = lambda *shape: (torch.randn(*shape, generator=g, dtype=torch.float64) * 0.5).to(dtype).requires_grad_(True)
+    t = lambda *shape, mean=0.0: (
+        (torch.randn(*shape, generator=g, dtype=torch.float64) * 0.5 + mean).to(dtype).requires_grad_(True)
+    )
     bern = lambda *shape, p: torch.bernoulli(torch.full(shape, p, dtype=torch.float64), generator=g).to(dtype)
     if training:
         zoneout_h, zoneout_c = bern(T_, B_, P_, p=0.4), bern(T_, B_, H_, p=0.5) if lstm else None
@@ -165,8 +182,10 @@ def _op_inputs(case: str, dtype: torch.dtype, *, training: bool, seed: int = 3) 
         w_hr=t(P_, H_) if P_ != H_ else None, lengths=torch.tensor([4, 2]),
         cell=int(cell), flags=list(cell_flags), save=True,
         recurrent_mask=recurrent, zoneout_h=zoneout_h, zoneout_c=zoneout_c,
+        w_ln_ih=t(G * H_, mean=1.0) if layer_norm else None, w_ln_hh=t(G * H_, mean=1.0) if layer_norm else None,
+        w_ln_c=t(H_, mean=1.0) if layer_norm and lstm else None, b_ln_c=t(H_) if layer_norm and lstm else None,
     )  # fmt: skip
-    differentiable = [k for k, a in enumerate(args[:11]) if isinstance(a, torch.Tensor)]
+    differentiable = [k for k, a in enumerate(args) if isinstance(a, torch.Tensor) and a.requires_grad]
     return args, differentiable
 
 
@@ -184,10 +203,27 @@ def _layer_of(args: schema.ForwardInputs, positions: list[int]) -> object:
     return f
 
 
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("case", ["LSTM-peephole", "LSTM-CIFG", "LSTM-FGR-proj", "GRU-after", "GRU-before", "RNN-tanh"])
-def test_gradcheck_with_masks(case: str, training: bool) -> None:
-    args, positions = _op_inputs(case, torch.float64, training=training)
+GRADCHECK_CASES = [
+    ("LSTM-peephole", True), ("LSTM-CIFG", True), ("LSTM-NOAF", True), ("LSTM-FGR-proj", True), ("LSTM-NP", False),
+    ("GRU-after", True), ("GRU-after", False), ("GRU-before", False), ("RNN-tanh", False),
+]  # fmt: skip
+# layer normalisation makes gradcheck slow (4-12 s a case here): two of them run by default
+FAST_NORMALISED = {("LSTM-peephole", True), ("GRU-after", True)}
+
+
+def _gradcheck_params() -> list:
+    params = []
+    for case, layer_norm in GRADCHECK_CASES:
+        for training in (True, False):
+            slow = layer_norm and (case, training) not in FAST_NORMALISED
+            name = f"{case}{'-ln' * layer_norm}-{'train' if training else 'eval'}"
+            params.append(pytest.param(case, layer_norm, training, id=name, marks=[pytest.mark.slow] if slow else []))
+    return params
+
+
+@pytest.mark.parametrize(("case", "layer_norm", "training"), _gradcheck_params())
+def test_gradcheck_with_masks(case: str, layer_norm: bool, training: bool) -> None:
+    args, positions = _op_inputs(case, torch.float64, training=training, layer_norm=layer_norm)
     assert torch.autograd.gradcheck(_layer_of(args, positions), [args[k] for k in positions])
 
 
@@ -195,7 +231,7 @@ def test_gradcheck_with_masks(case: str, training: bool) -> None:
 def test_float32_agrees_with_float64(case: str) -> None:
     results = {}
     for dtype in (torch.float32, torch.float64):
-        args, positions = _op_inputs(case, dtype, training=True)
+        args, positions = _op_inputs(case, dtype, training=True, layer_norm=case in NORMALISED)
         outs = _layer_of(args, positions)(*(args[k] for k in positions))
         torch.manual_seed(1)
         upstream = [torch.randn(o.shape, dtype=torch.float64).to(dtype) for o in outs]

@@ -11,13 +11,13 @@ from lstmlab.cells import CellSpec, LayerWeights
 from lstmlab.cells.regularisers import LayerMasks
 
 # the regularisers inside the recurrence that the kernels implement (StackConfig.in_recurrence)
-SUPPORTED_REGULARISERS = ("zoneout", "recurrent_dropout")
+SUPPORTED_REGULARISERS = ("zoneout", "recurrent_dropout", "layer_norm")
 
 
 class FusedBackend(LayeredBackend):
     """CPU, float32 and float64; every cell and flag, full gate recurrence (FGR) and
-    the LSTM's projection (proj_size > 0) included; zoneout and recurrent dropout in the
-    kernels (weight dropout needs nothing of a backend). Layer normalisation is refused.
+    the LSTM's projection (proj_size > 0) included; zoneout, recurrent dropout and layer
+    normalisation in the kernels (weight dropout needs nothing of a backend).
     """
 
     name = "fused"
@@ -61,6 +61,7 @@ class FusedBackend(LayeredBackend):
             a0=state[2] if fgr else None, w_gh=w.w_gh if fgr else None, w_hr=w.w_hr,
             lengths=lengths, cell=int(cell), flags=list(flags), save=save,  # plain ints: an IntEnum costs the op ~6 us
             recurrent_mask=recurrent, zoneout_h=zoneout_h, zoneout_c=zoneout_c,
+            w_ln_ih=w.w_ln_ih, w_ln_hh=w.w_ln_hh, w_ln_c=w.w_ln_c, b_ln_c=w.b_ln_c,
         )  # fmt: skip
         out = custom_ops.layer(args)
         if fgr:

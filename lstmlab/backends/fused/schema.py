@@ -62,7 +62,8 @@ class ForwardInputs(NamedTuple):
     projection; absent ones None. Last, the regularisers' masks (`lstmlab.cells.regularisers`):
     recurrent_mask (B, P) m of (D1), zoneout_h (T, B, P) and zoneout_c (T, B, H, LSTM only)
     d of (Z1); a zoneout mask whose strides are all 0 (evaluation: one value expanded) is
-    read as that value, not copied."""
+    read as that value, not copied. Then layer normalisation's gains (`lstmlab.cells.layer_norm`),
+    all or none: w_ln_ih, w_ln_hh (G*H,), and the LSTM's w_ln_c, b_ln_c (H,)."""
 
     x: Tensor
     h0: Tensor
@@ -82,6 +83,10 @@ class ForwardInputs(NamedTuple):
     recurrent_mask: Tensor | None = None
     zoneout_h: Tensor | None = None
     zoneout_c: Tensor | None = None
+    w_ln_ih: Tensor | None = None
+    w_ln_hh: Tensor | None = None
+    w_ln_c: Tensor | None = None
+    b_ln_c: Tensor | None = None
 
 
 class ForwardResult(NamedTuple):
@@ -92,7 +97,7 @@ class ForwardResult(NamedTuple):
     needs, present only when saving: hs the state sequence where it differs from y
     (padding), cs the cell states, gates the activations, extra the GRU's
     U_n h + b_hn or r ⊙ h (the RNN's candidate states with zoneout), acts FGR's gate
-    states, ms the unprojected outputs m."""
+    states, ms the unprojected outputs m, wx and uh W x and U h before layer normalisation."""
 
     y: Tensor
     h_n: Tensor
@@ -104,6 +109,8 @@ class ForwardResult(NamedTuple):
     a_n: Tensor | None
     acts: Tensor | None
     ms: Tensor | None
+    wx: Tensor | None = None
+    uh: Tensor | None = None
 
 
 class BackwardInputs(NamedTuple):
@@ -138,6 +145,12 @@ class BackwardInputs(NamedTuple):
     recurrent_mask: Tensor | None = None
     zoneout_h: Tensor | None = None
     zoneout_c: Tensor | None = None
+    w_ln_ih: Tensor | None = None
+    w_ln_hh: Tensor | None = None
+    w_ln_c: Tensor | None = None
+    b_ln_c: Tensor | None = None
+    wx: Tensor | None = None
+    uh: Tensor | None = None
 
 
 class BackwardResult(NamedTuple):
@@ -154,6 +167,10 @@ class BackwardResult(NamedTuple):
     da0: Tensor | None
     dw_gh: Tensor | None
     dw_hr: Tensor | None
+    dw_ln_ih: Tensor | None = None
+    dw_ln_hh: Tensor | None = None
+    dw_ln_c: Tensor | None = None
+    db_ln_c: Tensor | None = None
 
 
 def encode(spec: CellSpec) -> tuple[Cell, Flags]:
@@ -195,6 +212,8 @@ def forward_shapes(a: ForwardInputs) -> dict[str, Shape | None]:
         "a_n": (B, a.a0.shape[1]) if a.a0 is not None else None,
         "acts": seq(a.a0.shape[1] if a.a0 is not None else 0, save and fgr),
         "ms": seq(H, save and a.w_hr is not None),
+        "wx": seq(a.w_ih.shape[0], save and a.w_ln_ih is not None),
+        "uh": seq(a.w_ih.shape[0], save and a.w_ln_ih is not None),
     }
 
 
@@ -217,6 +236,10 @@ def backward_shapes(a: BackwardInputs) -> dict[str, Shape | None]:
         "da0": like(a.a0),
         "dw_gh": like(a.w_gh),
         "dw_hr": like(a.w_hr),
+        "dw_ln_ih": like(a.w_ln_ih),
+        "dw_ln_hh": like(a.w_ln_hh),
+        "dw_ln_c": like(a.w_ln_c),
+        "db_ln_c": like(a.b_ln_c),
     }
 
 

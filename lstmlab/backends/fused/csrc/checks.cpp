@@ -169,6 +169,22 @@ void check_masks(const Context& k, const Tensor& recurrent_mask, const Tensor& z
     expect_if(false, k, "zoneout_c", zoneout_c, {}, "", " for an LSTM");
 }
 
+// Layer normalisation's gains, all or none: w_ln_ih, w_ln_hh (G*H,) for the LSTM and the
+// GRU with reset "after", and the LSTM's w_ln_c, b_ln_c (H,).
+void check_layer_norm(const Context& k, const std::vector<int64_t>& flags, const Tensor& w_ln_ih,
+                      const Tensor& w_ln_hh, const Tensor& w_ln_c, const Tensor& b_ln_c) {
+  const Sizes& s = k.s;
+  const bool ln = w_ln_ih.defined(), lstm = k.cell == Cell::lstm;
+  const bool can = lstm || (k.cell == Cell::gru && !GRUFlags(flags).reset_before);
+  TORCH_CHECK(!ln || can, k.op, ": w_ln_ih (layer normalisation) must be None except for an LSTM or a GRU with ",
+              "reset \"after\" (reset_before=0); got a tensor");
+  const char* when = " with layer normalisation (w_ln_ih given)";
+  expect_if(ln, k, "w_ln_hh", w_ln_hh, {s.G * s.H}, "(G*H,)", when);
+  if (ln) expect(k, "w_ln_ih", w_ln_ih, {s.G * s.H}, "(G*H,)");
+  expect_if(ln && lstm, k, "w_ln_c", w_ln_c, {s.H}, "(H,)", " for an LSTM with layer normalisation (w_ln_ih given)");
+  expect_if(ln && lstm, k, "b_ln_c", b_ln_c, {s.H}, "(H,)", " for an LSTM with layer normalisation (w_ln_ih given)");
+}
+
 }  // namespace
 
 Cell check_forward(int64_t cell, const std::vector<int64_t>& flags, const ForwardInputs& in) {
@@ -179,6 +195,7 @@ Cell check_forward(int64_t cell, const std::vector<int64_t>& flags, const Forwar
   expect_optional(k, "b_ih", in.b_ih, {k.s.G * k.s.H}, "(G*H,)");
   expect_optional(k, "b_hh", in.b_hh, {k.s.G * k.s.H}, "(G*H,)");
   check_masks(k, in.recurrent_mask, in.zoneout_h, in.zoneout_c);
+  check_layer_norm(k, flags, in.w_ln_ih, in.w_ln_hh, in.w_ln_c, in.b_ln_c);
   return k.cell;
 }
 
@@ -186,6 +203,7 @@ Cell check_backward(int64_t cell, const std::vector<int64_t>& flags, const Backw
   const Context k = context(kBackward, cell, flags, in.x, in.h0, in.c0);
   check_layer(k, flags, in.h0, in.c0, in.w_ih, in.w_hh, in.w_ch, in.a0, in.w_gh, in.w_hr, in.lengths);
   check_masks(k, in.recurrent_mask, in.zoneout_h, in.zoneout_c);
+  check_layer_norm(k, flags, in.w_ln_ih, in.w_ln_hh, in.w_ln_c, in.b_ln_c);
   const Sizes& s = k.s;
   const bool lstm = k.cell == Cell::lstm, gru = k.cell == Cell::gru;
   const bool rnn_zoneout = k.cell == Cell::rnn && in.zoneout_h.defined();
@@ -201,6 +219,9 @@ Cell check_backward(int64_t cell, const std::vector<int64_t>& flags, const Backw
             " for a GRU or an RNN with zoneout (zoneout_h given)");
   expect_if(fgr, k, "acts", in.acts, {s.T, s.B, s.R * s.H}, "(T, B, R*H)", kWithFGR);
   expect_if(proj, k, "ms", in.ms, {s.T, s.B, s.H}, "(T, B, H)", " with a projection (w_hr given)");
+  const bool ln = in.w_ln_ih.defined();
+  expect_if(ln, k, "wx", in.wx, {s.T, s.B, s.G * s.H}, "(T, B, G*H)", " with layer normalisation (w_ln_ih given)");
+  expect_if(ln, k, "uh", in.uh, {s.T, s.B, s.G * s.H}, "(T, B, G*H)", " with layer normalisation (w_ln_ih given)");
   return k.cell;
 }
 

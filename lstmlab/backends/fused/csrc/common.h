@@ -12,6 +12,7 @@
 #include <ATen/ops/full.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #if defined(__SSE__)
@@ -94,6 +95,17 @@ struct ZoneoutMask {
   explicit operator bool() const { return data != nullptr; }
   const S* row(int64_t t, int64_t b) const { return data + t * step + b * stride; }
 };
+
+// N's mean and 1 / sqrt(var + ε) of n values (biased variance, ε of lstmlab/cells/layer_norm.py).
+template <typename S>
+inline void row_statistics(int64_t n, const S* v, S& mean, S& rstd) {
+  S sum = 0;
+  for (int64_t j = 0; j < n; ++j) sum += v[j];
+  mean = sum / S(n);
+  S var = 0;
+  for (int64_t j = 0; j < n; ++j) var += (v[j] - mean) * (v[j] - mean);
+  rstd = S(1) / std::sqrt(var / S(n) + S(1e-5));
+}
 
 // (Z1) s' = s~ + d ⊙ (s − s~), in place over n values of the candidate s~.
 template <typename S>

@@ -5,6 +5,7 @@
 #include <ATen/ops/zeros.h>
 
 #include <cstring>
+#include <tuple>
 
 #include "activations.h"
 #include "cells.h"
@@ -31,7 +32,14 @@ ForwardResult forward(const GRUFlags& F, const ForwardInputs& in) {
       b_hn = in.b_hh.narrow(0, 2 * H, H).contiguous();
     }
   }
-  Tensor gates = input_projection(in.x, in.w_ih, bias);
+  // Layer normalisation (reset "after" only): (N1) here, wx W x before it; (N2) on uh = U h.
+  const bool ln = in.layer_norm();
+  Tensor gates, wx;
+  if (ln)
+    std::tie(gates, wx) = normalized_input_projection(in.x, in.w_ih, in.w_ln_ih, bias);
+  else
+    gates = input_projection(in.x, in.w_ih, bias);
+  Tensor uh = ln && in.save ? at::empty({T, B, GH}, opts) : Tensor();
   Tensor y = at::empty({T, B, H}, opts);
   Tensor hs = len.given ? at::empty({T, B, H}, opts) : y;
   // extra: U_n h + b_hn ("after") or r ⊙ h ("before") of every step, for backward.
@@ -65,6 +73,10 @@ ForwardResult forward(const GRUFlags& F, const ForwardInputs& in) {
     };
     if (!before) {
       gemm<S>(false, true, B, GH, H, hin, H, W, H, S(0), ghp, GH);
+      if (ln) {  // (N2) γ_hh ⊙ N(U h) in place of U h
+        if (in.save) uh[t].copy_(gh);
+        gh.copy_(normalized(gh, in.w_ln_hh));
+      }
       for_rows(B, GH, [&](int64_t b) {
         if (!len.keep(t, b)) return finish(b);
         S* z = Gt + b * GH;
@@ -121,6 +133,7 @@ ForwardResult forward(const GRUFlags& F, const ForwardInputs& in) {
   if (len.given) r.hs = hs;
   r.gates = gates;
   r.extra = extra;
+  if (ln) r.wx = wx, r.uh = uh;
   return r;
 }
 
@@ -151,6 +164,9 @@ BackwardResult backward(const GRUFlags& F, const BackwardInputs& in) {
   Tensor dhm = mask ? at::empty({B, H}, opts) : Tensor();
   S* dhmp = data_or_null<S>(dhm);
   const ZoneoutMask<S> zh(in.zoneout_h);
+  // layer normalisation (reset "after"): dUh the gradient of U h before (N2)
+  const bool ln = in.layer_norm();
+  Tensor dUh = ln ? at::empty({T, B, GH}, opts) : Tensor();
 
   for (int64_t t = T - 1; t >= 0; --t) {
     const S* hp = t == 0 ? in.h0.data_ptr<S>() : hsp + (t - 1) * B * H;
@@ -197,11 +213,16 @@ BackwardResult backward(const GRUFlags& F, const BackwardInputs& in) {
       }
     });
     if (!before) {
+      const S* dUt = dht;  // the gradient of U h
+      if (ln) {  // (N2)
+        dUh[t].copy_(normalized_backward(dZh[t], in.uh[t], in.w_ln_hh));
+        dUt = dUh.data_ptr<S>() + t * B * GH;
+      }
       if (mask) {  // (D1) dh += m ⊙ (dz U)
-        gemm<S>(false, false, B, H, GH, dht, GH, W, H, S(0), dhmp, H);
+        gemm<S>(false, false, B, H, GH, dUt, GH, W, H, S(0), dhmp, H);
         add_masked_rows<S>(B, H, mask, dhmp, dh_out);
       } else {
-        gemm<S>(false, false, B, H, GH, dht, GH, W, H, S(1), dh_out, H);
+        gemm<S>(false, false, B, H, GH, dUt, GH, W, H, S(1), dh_out, H);
       }
       continue;
     }
@@ -235,7 +256,10 @@ BackwardResult backward(const GRUFlags& F, const BackwardInputs& in) {
   }
   BackwardResult r;
   r.dh0 = dh[T % 2].clone();
-  weight_grads(r, with_masked_states(in), dZx, dZh, before ? in.extra : Tensor());
+  if (ln)
+    normalized_weight_grads(r, with_masked_states(in), dZx, dZh, dUh);
+  else
+    weight_grads(r, with_masked_states(in), dZx, dZh, before ? in.extra : Tensor());
   return r;
 }
 

@@ -7,7 +7,9 @@
 #include <ATen/ops/ones.h>
 #include <ATen/ops/zeros.h>
 
+#include <cmath>
 #include <cstring>
+#include <tuple>
 
 #include "activations.h"
 #include "cells.h"
@@ -25,7 +27,16 @@ ForwardResult forward(const LSTMFlags& F, const ForwardInputs& in) {
   const Lengths& len = in.len;
   auto opts = in.x.options();
   // gates: pre-activations, then in place the activations (i, f, g, o) backward needs.
-  Tensor gates = input_projection(in.x, in.w_ih, summed_bias(in.b_ih, in.b_hh));
+  // Layer normalisation: (N1) here, wx W x before it; (N2) on uh = U h (all steps if saved).
+  const bool ln = in.layer_norm(), ln_c = in.w_ln_c.defined();
+  Tensor gates, wx;
+  if (ln)
+    std::tie(gates, wx) = normalized_input_projection(in.x, in.w_ih, in.w_ln_ih, summed_bias(in.b_ih, in.b_hh));
+  else
+    gates = input_projection(in.x, in.w_ih, summed_bias(in.b_ih, in.b_hh));
+  Tensor uh = ln ? at::empty({save ? T : 1, B, GH}, opts) : Tensor();
+  const S* gain_c = data_or_null<S>(in.w_ln_c);
+  const S* bias_c = data_or_null<S>(in.b_ln_c);
   Tensor y = at::empty({T, B, P}, opts);
   Tensor hs = len.given ? at::empty({T, B, P}, opts) : y;  // the state sequence; y is zero where padded
   // with the projection, m = o ⊙ H(c') before it (all steps if saved)
@@ -67,7 +78,13 @@ ForwardResult forward(const LSTMFlags& F, const ForwardInputs& in) {
     S* Gt = G + t * B * GH;
     S* mt = proj ? msp + (save ? t : 0) * B * H : nullptr;
     if (mask) mask_rows<S>(B, P, mask, hp, hmp);  // (D1)
-    gemm<S>(false, true, B, GH, P, mask ? hmp : hp, P, W, P, S(1), Gt, GH);
+    if (ln) {  // (N2) z += γ_hh ⊙ N(U h)
+      Tensor uht = uh[save ? t : 0];
+      gemm<S>(false, true, B, GH, P, mask ? hmp : hp, P, W, P, S(0), uht.data_ptr<S>(), GH);
+      gates[t].add_(normalized(uht, in.w_ln_hh));
+    } else {
+      gemm<S>(false, true, B, GH, P, mask ? hmp : hp, P, W, P, S(1), Gt, GH);
+    }
     const S* ap = nullptr;
     S* an = nullptr;
     if (fgr) {
@@ -118,7 +135,14 @@ ForwardResult forward(const LSTMFlags& F, const ForwardInputs& in) {
       if (zo)
         for (int64_t j = 0; j < H; ++j) zo[j] = sigmoid_<S>(zo[j] + p_o[j] * c2[j]);  // (L5)
       const S* o = zo ? zo : one;
-      if (F.tanh_h)
+      if (ln_c) {  // (N3) (L6) m = o ⊙ H(γ_c ⊙ N(c') + β_c)
+        S mean, rstd;
+        row_statistics<S>(H, c2, mean, rstd);
+        for (int64_t j = 0; j < H; ++j) {
+          const S v = gain_c[j] * (c2[j] - mean) * rstd + bias_c[j];
+          m[j] = o[j] * (F.tanh_h ? tanh_(v) : v);
+        }
+      } else if (F.tanh_h)
         for (int64_t j = 0; j < H; ++j) m[j] = o[j] * tanh_(c2[j]);  // (L6)
       else
         for (int64_t j = 0; j < H; ++j) m[j] = o[j] * c2[j];  // (L6) NOAF
@@ -155,6 +179,7 @@ ForwardResult forward(const LSTMFlags& F, const ForwardInputs& in) {
   r.gates = gates;
   if (fgr) r.acts = as;
   if (proj) r.ms = ms;
+  if (ln) r.wx = wx, r.uh = uh;
   return r;
 }
 
@@ -175,6 +200,33 @@ inline void cell_output_grad(bool tanh_h, int64_t H, const S* dm, const S* o, co
     std::memcpy(hc, c2, H * sizeof(S));
     for (int64_t j = 0; j < H; ++j) dc2[j] = dc2_next[j] + dm[j] * o[j];
   }
+}
+
+// (L6) with (N3): m = o ⊙ H(γ ⊙ N(c') + β). As cell_output_grad, and the per-row sums of
+// γ's and β's gradients into dgb (2H: γ's, then β's); nd (2H) is scratch.
+template <typename S>
+inline void normalized_cell_output_grad(bool tanh_h, int64_t H, const S* dm, const S* o, const S* c2,
+                                        const S* dc2_next, const S* gain, const S* bias, S* hc, S* dc2, S* nd,
+                                        S* dgb) {
+  S mean, rstd;
+  row_statistics<S>(H, c2, mean, rstd);
+  S* n = nd;
+  S* dv = nd + H;  // the gradient of γ ⊙ N(c') + β
+  for (int64_t j = 0; j < H; ++j) {
+    n[j] = (c2[j] - mean) * rstd;
+    const S v = gain[j] * n[j] + bias[j];
+    hc[j] = tanh_h ? tanh_(v) : v;
+    dv[j] = dm[j] * o[j] * (tanh_h ? S(1) - hc[j] * hc[j] : S(1));
+  }
+  S g_mean = 0, gn_mean = 0;  // of g = dv ⊙ γ and of g ⊙ N(c')
+  for (int64_t j = 0; j < H; ++j) {
+    dgb[j] += dv[j] * n[j];
+    dgb[H + j] += dv[j];
+    g_mean += dv[j] * gain[j];
+    gn_mean += dv[j] * gain[j] * n[j];
+  }
+  g_mean /= S(H), gn_mean /= S(H);
+  for (int64_t j = 0; j < H; ++j) dc2[j] = dc2_next[j] + rstd * (dv[j] * gain[j] - g_mean - n[j] * gn_mean);
 }
 
 // (L1) (L2) (L5) a sigmoid gate s = σ(z + p ⊙ c_seen + V a) that multiplies `by` in a
@@ -230,7 +282,8 @@ BackwardResult backward(const LSTMFlags& F, const BackwardInputs& in) {
   Tensor dh = at::empty({2, B, P}, opts), dc = at::empty({2, B, H}, opts);
   dh[0].copy_(in.dh_n);
   dc[0].copy_(in.dc_n);
-  Tensor scratch = at::empty({B, 4 * H}, opts);  // per row: dh' + dy, H(c'), dc', c~ (zoneout of c)
+  // per row: dh' + dy, H(c'), dc', c~ (zoneout of c), N(c') and its gradient (N3)
+  Tensor scratch = at::empty({B, 6 * H}, opts);
   Tensor dp = at::zeros({B, std::max<int64_t>(NP, 1) * H}, opts);  // per-row peephole gradient sums
   Tensor ones = at::ones({H}, opts), zeros = at::zeros({H}, opts);
   const S* G = in.gates.data_ptr<S>();
@@ -268,6 +321,13 @@ BackwardResult backward(const LSTMFlags& F, const BackwardInputs& in) {
   Tensor dhm = mask ? at::empty({B, P}, opts) : Tensor();
   S* dhmp = data_or_null<S>(dhm);
   const ZoneoutMask<S> zh(in.zoneout_h), zc(in.zoneout_c);
+  // layer normalisation: dUh the gradient of U h before (N2); per-row sums of γ_c's and β_c's (N3)
+  const bool ln = in.layer_norm(), ln_c = in.w_ln_c.defined();
+  Tensor dUh = ln ? at::empty({T, B, GH}, opts) : Tensor();
+  Tensor dln = ln_c ? at::zeros({B, 2 * H}, opts) : Tensor();
+  S* dlnp = data_or_null<S>(dln);
+  const S* gain_c = data_or_null<S>(in.w_ln_c);
+  const S* bias_c = data_or_null<S>(in.b_ln_c);
 
   for (int64_t t = T - 1; t >= 0; --t) {
     const S* cp = t == 0 ? in.c0.data_ptr<S>() : csp + (t - 1) * B * H;
@@ -328,7 +388,7 @@ BackwardResult backward(const LSTMFlags& F, const BackwardInputs& in) {
       const S* g = z + F.gate_g * H;
       const S* o = F.gate_o >= 0 ? z + F.gate_o * H : one;
       const S* c = cp + b * H;
-      S* sum = sc + b * 4 * H;
+      S* sum = sc + b * 6 * H;
       S* hc = sum + H;
       S* dc2 = hc + H;
       const S* c2 = cn + b * H;
@@ -357,7 +417,11 @@ BackwardResult backward(const LSTMFlags& F, const BackwardInputs& in) {
       }
       const S* dmb = proj ? dmp + b * H : sum;
 
-      cell_output_grad<S>(F.tanh_h, H, dmb, o, c2, dc_next, hc, dc2);  // (L6)
+      if (ln_c)  // (L6) with (N3)
+        normalized_cell_output_grad<S>(F.tanh_h, H, dmb, o, c2, dc_next, gain_c, bias_c, hc, dc2, dc2 + 2 * H,
+                                       dlnp + b * 2 * H);
+      else
+        cell_output_grad<S>(F.tanh_h, H, dmb, o, c2, dc_next, hc, dc2);  // (L6)
       if (F.gate_o >= 0) {  // (L5)
         S* dzo = dz + F.gate_o * H;
         sigmoid_gate_grad<S>(H, dmb, hc, dao, o, dzo);
@@ -387,11 +451,16 @@ BackwardResult backward(const LSTMFlags& F, const BackwardInputs& in) {
         for (int64_t k = 0; k < F.R(); ++k) std::memcpy(dAt + b * RH + k * H, dz + F.rblock[k] * H, H * sizeof(S));
       }
     });
+    const S* dUt = dZt;  // the gradient of U h
+    if (ln) {  // (N2)
+      dUh[t].copy_(normalized_backward(dZ[t], in.uh[t], in.w_ln_hh));
+      dUt = dUh.data_ptr<S>() + t * B * GH;
+    }
     if (mask) {  // (D1) dh += m ⊙ (dz U)
-      gemm<S>(false, false, B, P, GH, dZt, GH, W, P, S(0), dhmp, P);
+      gemm<S>(false, false, B, P, GH, dUt, GH, W, P, S(0), dhmp, P);
       add_masked_rows<S>(B, P, mask, dhmp, dh_out);
     } else {
-      gemm<S>(false, false, B, P, GH, dZt, GH, W, P, S(1), dh_out, P);
+      gemm<S>(false, false, B, P, GH, dUt, GH, W, P, S(1), dh_out, P);
     }
     if (fgr) gemm<S>(false, false, B, RH, RH, dAt, RH, V, RH, S(1), da_out, RH);
   }
@@ -399,7 +468,11 @@ BackwardResult backward(const LSTMFlags& F, const BackwardInputs& in) {
   BackwardResult r;
   r.dh0 = dh[last].clone();
   r.dc0 = dc[last].clone();
-  weight_grads(r, with_masked_states(in), dZ, dZ);
+  if (ln)
+    normalized_weight_grads(r, with_masked_states(in), dZ, dZ, dUh);
+  else
+    weight_grads(r, with_masked_states(in), dZ, dZ);
+  if (ln_c) r.dw_ln_c = dln.narrow(1, 0, H).sum(0), r.db_ln_c = dln.narrow(1, H, H).sum(0);
   if (NP) r.dw_ch = dp.sum(0);
   if (fgr) {
     r.da0 = da[last].clone();

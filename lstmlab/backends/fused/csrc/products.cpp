@@ -5,6 +5,8 @@
 #include <ATen/ops/cat.h>
 #include <ATen/ops/mm.h>
 #include <ATen/ops/mul.h>
+#include <ATen/ops/native_layer_norm.h>
+#include <ATen/ops/native_layer_norm_backward.h>
 
 namespace lstmlab {
 
@@ -45,6 +47,53 @@ void weight_grads(BackwardResult& r, const BackwardInputs& in, const Tensor& dZx
     r.db_ih = dZ2.sum(0);
     r.db_hh = dZh.is_same(dZx) ? r.db_ih.clone() : dZh.view({T * B, GH}).sum(0);
   }
+}
+
+std::pair<Tensor, Tensor> normalized_input_projection(const Tensor& x, const Tensor& w_ih, const Tensor& gain,
+                                                      const Tensor& bias) {
+  const int64_t GH = w_ih.size(0);
+  Tensor wx = input_projection(x, w_ih, Tensor());
+  Tensor z = std::get<0>(at::native_layer_norm(wx, {GH}, gain, bias.defined() ? c10::optional<Tensor>(bias) : c10::nullopt,
+                                               kLayerNormEps));
+  return {z, wx};
+}
+
+Tensor normalized(const Tensor& v, const Tensor& gain) {
+  return std::get<0>(at::native_layer_norm(v, {v.size(-1)}, gain, c10::nullopt, kLayerNormEps));
+}
+
+namespace {
+// N(v)'s mean and 1 / std for the rows of v
+std::tuple<Tensor, Tensor, Tensor> statistics(const Tensor& v) {
+  return at::native_layer_norm(v, {v.size(-1)}, c10::nullopt, c10::nullopt, kLayerNormEps);
+}
+}  // namespace
+
+Tensor normalized_backward(const Tensor& dn, const Tensor& v, const Tensor& gain) {
+  auto s = statistics(v);
+  return std::get<0>(at::native_layer_norm_backward(dn, v, {v.size(-1)}, std::get<1>(s), std::get<2>(s), gain,
+                                                    c10::nullopt, {true, false, false}));
+}
+
+void normalized_weight_grads(BackwardResult& r, const BackwardInputs& in, const Tensor& dZx, const Tensor& dZh,
+                             const Tensor& dUh) {
+  const int64_t T = dZx.size(0), B = dZx.size(1), GH = dZx.size(2), I = in.x.size(2);
+  Tensor dZ2 = dZx.view({T * B, GH});
+  if (in.has_bias) {
+    r.db_ih = dZ2.sum(0);
+    r.db_hh = dZh.is_same(dZx) ? r.db_ih.clone() : dZh.view({T * B, GH}).sum(0);
+  }
+  Tensor wx = in.wx.view({T * B, GH});  // (N1)
+  auto s = statistics(wx);
+  auto g = at::native_layer_norm_backward(dZ2, wx, {GH}, std::get<1>(s), std::get<2>(s), in.w_ln_ih, c10::nullopt,
+                                          {true, true, false});
+  Tensor dWx = std::get<0>(g);
+  r.dw_ln_ih = std::get<1>(g);
+  if (in.need_dx) r.dx = at::mm(dWx, in.w_ih).view({T, B, I});
+  r.dw_ih = at::mm(dWx.t(), in.x.reshape({T * B, I}));
+  r.dw_hh = recurrent_grad(dUh, 0, GH, in.hs, in.h0);
+  Tensor uh = in.uh.view({T * B, GH});  // (N2)'s gain: the sum of dz ⊙ N(U h)
+  r.dw_ln_hh = at::mul(dZh.view({T * B, GH}), std::get<0>(statistics(uh))).sum(0);
 }
 
 BackwardInputs with_masked_states(const BackwardInputs& in) {

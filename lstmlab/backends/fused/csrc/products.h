@@ -3,6 +3,9 @@
 // gradients of the input, the weights and the biases.
 #pragma once
 
+#include <tuple>
+#include <utility>
+
 #include "schema.h"
 
 namespace lstmlab {
@@ -30,5 +33,26 @@ void weight_grads(BackwardResult& r, const BackwardInputs& in, const Tensor& dZx
 // m ⊙ h, so in.h0 and in.hs become m ⊙ h0 and m ⊙ hs (one product over all steps, m
 // being the same at every step); `in` itself without a mask.
 BackwardInputs with_masked_states(const BackwardInputs& in);
+
+// Layer normalisation (lstmlab/cells/layer_norm.py), N over the last axis, ε as there.
+constexpr double kLayerNormEps = 1e-5;
+
+// (N1) of all T steps as one product and one normalisation: {γ_ih ⊙ N(W x) + bias, W x},
+// (T, B, G*H) each; the first is the gates' buffer as input_projection's, the second what
+// backward needs.
+std::pair<Tensor, Tensor> normalized_input_projection(const Tensor& x, const Tensor& w_ih, const Tensor& gain,
+                                                      const Tensor& bias);
+
+// γ ⊙ N(v) for the rows of v (N, n): (N2) of one step.
+Tensor normalized(const Tensor& v, const Tensor& gain);
+
+// The gradient of v from dn, the gradient of γ ⊙ N(v), for the rows of v (N, n).
+Tensor normalized_backward(const Tensor& dn, const Tensor& v, const Tensor& gain);
+
+// weight_grads under (N1) and (N2) (reset "after" for the GRU): dZx and dZh the gradients
+// of the normalised sums (what the biases get), dUh (T, B, G*H) that of U h before (N2).
+// Sets dx, dw_ih, dw_hh, the biases' and the gains' gradients dw_ln_ih, dw_ln_hh.
+void normalized_weight_grads(BackwardResult& r, const BackwardInputs& in, const Tensor& dZx, const Tensor& dZh,
+                             const Tensor& dUh);
 
 }  // namespace lstmlab
