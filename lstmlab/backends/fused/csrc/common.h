@@ -107,6 +107,38 @@ inline void row_statistics(int64_t n, const S* v, S& mean, S& rstd) {
   rstd = S(1) / std::sqrt(var / S(n) + S(1e-5));
 }
 
+// (N2) out = γ ⊙ N(v) over n values (out may be v).
+template <typename S>
+inline void normalize_row(int64_t n, const S* v, const S* gain, S* out) {
+  S mean, rstd;
+  row_statistics<S>(n, v, mean, rstd);
+  for (int64_t j = 0; j < n; ++j) out[j] = gain[j] * (v[j] - mean) * rstd;
+}
+
+// (N2) z += γ ⊙ N(v) over n values.
+template <typename S>
+inline void add_normalized_row(int64_t n, const S* v, const S* gain, S* z) {
+  S mean, rstd;
+  row_statistics<S>(n, v, mean, rstd);
+  for (int64_t j = 0; j < n; ++j) z[j] += gain[j] * (v[j] - mean) * rstd;
+}
+
+// The gradient dv of v from dn, that of γ ⊙ N(v), over n values:
+// dv = rstd ⊙ (g − mean(g) − N(v) mean(g ⊙ N(v))) with g = dn ⊙ γ.
+template <typename S>
+inline void normalized_row_backward(int64_t n, const S* v, const S* dn, const S* gain, S* dv) {
+  S mean, rstd;
+  row_statistics<S>(n, v, mean, rstd);
+  S g_mean = 0, gn_mean = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const S g = dn[j] * gain[j];
+    g_mean += g;
+    gn_mean += g * (v[j] - mean) * rstd;
+  }
+  g_mean /= S(n), gn_mean /= S(n);
+  for (int64_t j = 0; j < n; ++j) dv[j] = rstd * (dn[j] * gain[j] - g_mean - (v[j] - mean) * rstd * gn_mean);
+}
+
 // (Z1) s' = s~ + d ⊙ (s − s~), in place over n values of the candidate s~.
 template <typename S>
 inline void zoneout(int64_t n, const S* d, const S* old, S* s) {

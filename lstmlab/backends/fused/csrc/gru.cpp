@@ -40,6 +40,7 @@ ForwardResult forward(const GRUFlags& F, const ForwardInputs& in) {
   else
     gates = input_projection(in.x, in.w_ih, bias);
   Tensor uh = ln && in.save ? at::empty({T, B, GH}, opts) : Tensor();
+  S* uhp = data_or_null<S>(uh);
   Tensor y = at::empty({T, B, H}, opts);
   Tensor hs = len.given ? at::empty({T, B, H}, opts) : y;
   // extra: U_n h + b_hn ("after") or r ⊙ h ("before") of every step, for backward.
@@ -53,6 +54,7 @@ ForwardResult forward(const GRUFlags& F, const ForwardInputs& in) {
   S* ghp = gh.data_ptr<S>();
   const S* W = in.w_hh.data_ptr<S>();
   const S* bn = b_hn.defined() ? b_hn.data_ptr<S>() : zeros.data_ptr<S>();
+  const S* gain_hh = data_or_null<S>(in.w_ln_hh);
   // the regularisers: (D1) the recurrent products multiply hm = m ⊙ h, (G4) h itself; (Z1) d
   const S* mask = data_or_null<S>(in.recurrent_mask);
   Tensor hm = mask ? at::empty({B, H}, opts) : Tensor();
@@ -73,14 +75,12 @@ ForwardResult forward(const GRUFlags& F, const ForwardInputs& in) {
     };
     if (!before) {
       gemm<S>(false, true, B, GH, H, hin, H, W, H, S(0), ghp, GH);
-      if (ln) {  // (N2) γ_hh ⊙ N(U h) in place of U h
-        if (in.save) uh[t].copy_(gh);
-        gh.copy_(normalized(gh, in.w_ln_hh));
-      }
       for_rows(B, GH, [&](int64_t b) {
+        S* u = ghp + b * GH;
+        if (uhp) std::memcpy(uhp + (t * B + b) * GH, u, GH * sizeof(S));  // every row: backward reads them all
         if (!len.keep(t, b)) return finish(b);
+        if (ln) normalize_row<S>(GH, u, gain_hh, u);  // (N2) γ_hh ⊙ N(U h) in place of U h
         S* z = Gt + b * GH;
-        const S* u = ghp + b * GH;
         const S* h = hp + b * H;
         S* e = et + b * H;
         S* h2 = hn + b * H;
@@ -167,6 +167,7 @@ BackwardResult backward(const GRUFlags& F, const BackwardInputs& in) {
   // layer normalisation (reset "after"): dUh the gradient of U h before (N2)
   const bool ln = in.layer_norm();
   Tensor dUh = ln ? at::empty({T, B, GH}, opts) : Tensor();
+  const S* gain_hh = data_or_null<S>(in.w_ln_hh);
 
   for (int64_t t = T - 1; t >= 0; --t) {
     const S* hp = t == 0 ? in.h0.data_ptr<S>() : hsp + (t - 1) * B * H;
@@ -177,6 +178,8 @@ BackwardResult backward(const GRUFlags& F, const BackwardInputs& in) {
     const int64_t next = (T - 1 - t) % 2;  // dh from step t + 1 in dh[next], to step t - 1 in the other
     S* dh_in = dhp + next * B * H;
     S* dh_out = dhp + (1 - next) * B * H;
+    S* dUt = ln ? dUh.data_ptr<S>() + t * B * GH : nullptr;  // (N2) the gradient of U h
+    const S* uht = ln ? in.uh.data_ptr<S>() + t * B * GH : nullptr;
     for_rows(B, GH, [&](int64_t b) {
       S* dzx = dxt + b * GH;
       S* dzh = dht + b * GH;
@@ -185,6 +188,7 @@ BackwardResult backward(const GRUFlags& F, const BackwardInputs& in) {
       if (!len.keep(t, b)) {
         std::memset(dzx, 0, GH * sizeof(S));
         if (dzh != dzx) std::memset(dzh, 0, GH * sizeof(S));
+        if (ln) std::memset(dUt + b * GH, 0, GH * sizeof(S));
         std::memcpy(dho, dhi, H * sizeof(S));
         return;
       }
@@ -211,18 +215,15 @@ BackwardResult backward(const GRUFlags& F, const BackwardInputs& in) {
           dzh[H + j] = dzx[H + j];
         }
       }
+      if (ln) normalized_row_backward<S>(GH, uht + b * GH, dzh, gain_hh, dUt + b * GH);  // (N2)
     });
     if (!before) {
-      const S* dUt = dht;  // the gradient of U h
-      if (ln) {  // (N2)
-        dUh[t].copy_(normalized_backward(dZh[t], in.uh[t], in.w_ln_hh));
-        dUt = dUh.data_ptr<S>() + t * B * GH;
-      }
+      const S* dU = ln ? dUt : dht;  // the gradient of U h
       if (mask) {  // (D1) dh += m ⊙ (dz U)
-        gemm<S>(false, false, B, H, GH, dUt, GH, W, H, S(0), dhmp, H);
+        gemm<S>(false, false, B, H, GH, dU, GH, W, H, S(0), dhmp, H);
         add_masked_rows<S>(B, H, mask, dhmp, dh_out);
       } else {
-        gemm<S>(false, false, B, H, GH, dUt, GH, W, H, S(1), dh_out, H);
+        gemm<S>(false, false, B, H, GH, dU, GH, W, H, S(1), dh_out, H);
       }
       continue;
     }

@@ -37,6 +37,7 @@ ForwardResult forward(const LSTMFlags& F, const ForwardInputs& in) {
   Tensor uh = ln ? at::empty({save ? T : 1, B, GH}, opts) : Tensor();
   const S* gain_c = data_or_null<S>(in.w_ln_c);
   const S* bias_c = data_or_null<S>(in.b_ln_c);
+  const S* gain_hh = data_or_null<S>(in.w_ln_hh);
   Tensor y = at::empty({T, B, P}, opts);
   Tensor hs = len.given ? at::empty({T, B, P}, opts) : y;  // the state sequence; y is zero where padded
   // with the projection, m = o ⊙ H(c') before it (all steps if saved)
@@ -78,10 +79,9 @@ ForwardResult forward(const LSTMFlags& F, const ForwardInputs& in) {
     S* Gt = G + t * B * GH;
     S* mt = proj ? msp + (save ? t : 0) * B * H : nullptr;
     if (mask) mask_rows<S>(B, P, mask, hp, hmp);  // (D1)
-    if (ln) {  // (N2) z += γ_hh ⊙ N(U h)
-      Tensor uht = uh[save ? t : 0];
-      gemm<S>(false, true, B, GH, P, mask ? hmp : hp, P, W, P, S(0), uht.data_ptr<S>(), GH);
-      gates[t].add_(normalized(uht, in.w_ln_hh));
+    S* uht = ln ? uh.data_ptr<S>() + (save ? t : 0) * B * GH : nullptr;
+    if (ln) {  // U h alone; the row pass adds (N2) γ_hh ⊙ N(U h)
+      gemm<S>(false, true, B, GH, P, mask ? hmp : hp, P, W, P, S(0), uht, GH);
     } else {
       gemm<S>(false, true, B, GH, P, mask ? hmp : hp, P, W, P, S(1), Gt, GH);
     }
@@ -108,6 +108,7 @@ ForwardResult forward(const LSTMFlags& F, const ForwardInputs& in) {
         return;
       }
       S* z = Gt + b * GH;
+      if (ln) add_normalized_row<S>(GH, uht + b * GH, gain_hh, z);  // (N2)
       for (int64_t k = 0; k < F.R(); ++k) {  // (L1, L2, L5) the V a terms
         S* zk = z + F.rblock[k] * H;
         const S* vk = zap + b * RH + k * H;
@@ -328,6 +329,7 @@ BackwardResult backward(const LSTMFlags& F, const BackwardInputs& in) {
   S* dlnp = data_or_null<S>(dln);
   const S* gain_c = data_or_null<S>(in.w_ln_c);
   const S* bias_c = data_or_null<S>(in.b_ln_c);
+  const S* gain_hh = data_or_null<S>(in.w_ln_hh);
 
   for (int64_t t = T - 1; t >= 0; --t) {
     const S* cp = t == 0 ? in.c0.data_ptr<S>() : csp + (t - 1) * B * H;
@@ -343,6 +345,8 @@ BackwardResult backward(const LSTMFlags& F, const BackwardInputs& in) {
     S* da_in = fgr ? dap + next * B * RH : nullptr;
     S* da_out = fgr ? dap + (1 - next) * B * RH : nullptr;
     S* dHt = proj ? dHp + t * B * P : nullptr;
+    S* dUt = ln ? dUh.data_ptr<S>() + t * B * GH : nullptr;  // (N2) the gradient of U h
+    const S* uht = ln ? in.uh.data_ptr<S>() + t * B * GH : nullptr;
     if (proj) {  // (L7) h~ = W_hr m: dm = dh~ W_hr, dh~ = dh' + dy (times 1 − d with zoneout)
       for_rows(B, P, [&](int64_t b) {
         S* dHb = dHt + b * P;
@@ -367,6 +371,7 @@ BackwardResult backward(const LSTMFlags& F, const BackwardInputs& in) {
       S* dco = dc_out + b * H;
       if (!len.keep(t, b)) {  // padded: the gradients pass through to step t - 1
         std::memset(dz, 0, GH * sizeof(S));
+        if (ln) std::memset(dUt + b * GH, 0, GH * sizeof(S));
         std::memcpy(dho, dhi, P * sizeof(S));
         std::memcpy(dco, dci, H * sizeof(S));
         if (fgr) {
@@ -450,17 +455,14 @@ BackwardResult backward(const LSTMFlags& F, const BackwardInputs& in) {
         std::memset(da_out + b * RH, 0, RH * sizeof(S));
         for (int64_t k = 0; k < F.R(); ++k) std::memcpy(dAt + b * RH + k * H, dz + F.rblock[k] * H, H * sizeof(S));
       }
+      if (ln) normalized_row_backward<S>(GH, uht + b * GH, dz, gain_hh, dUt + b * GH);  // (N2)
     });
-    const S* dUt = dZt;  // the gradient of U h
-    if (ln) {  // (N2)
-      dUh[t].copy_(normalized_backward(dZ[t], in.uh[t], in.w_ln_hh));
-      dUt = dUh.data_ptr<S>() + t * B * GH;
-    }
+    const S* dU = ln ? dUt : dZt;  // the gradient of U h
     if (mask) {  // (D1) dh += m ⊙ (dz U)
-      gemm<S>(false, false, B, P, GH, dUt, GH, W, P, S(0), dhmp, P);
+      gemm<S>(false, false, B, P, GH, dU, GH, W, P, S(0), dhmp, P);
       add_masked_rows<S>(B, P, mask, dhmp, dh_out);
     } else {
-      gemm<S>(false, false, B, P, GH, dUt, GH, W, P, S(1), dh_out, P);
+      gemm<S>(false, false, B, P, GH, dU, GH, W, P, S(1), dh_out, P);
     }
     if (fgr) gemm<S>(false, false, B, RH, RH, dAt, RH, V, RH, S(1), da_out, RH);
   }

@@ -58,22 +58,12 @@ std::pair<Tensor, Tensor> normalized_input_projection(const Tensor& x, const Ten
   return {z, wx};
 }
 
-Tensor normalized(const Tensor& v, const Tensor& gain) {
-  return std::get<0>(at::native_layer_norm(v, {v.size(-1)}, gain, c10::nullopt, kLayerNormEps));
-}
-
 namespace {
 // N(v)'s mean and 1 / std for the rows of v
 std::tuple<Tensor, Tensor, Tensor> statistics(const Tensor& v) {
   return at::native_layer_norm(v, {v.size(-1)}, c10::nullopt, c10::nullopt, kLayerNormEps);
 }
 }  // namespace
-
-Tensor normalized_backward(const Tensor& dn, const Tensor& v, const Tensor& gain) {
-  auto s = statistics(v);
-  return std::get<0>(at::native_layer_norm_backward(dn, v, {v.size(-1)}, std::get<1>(s), std::get<2>(s), gain,
-                                                    c10::nullopt, {true, false, false}));
-}
 
 void normalized_weight_grads(BackwardResult& r, const BackwardInputs& in, const Tensor& dZx, const Tensor& dZh,
                              const Tensor& dUh) {

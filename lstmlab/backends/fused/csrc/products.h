@@ -43,12 +43,6 @@ constexpr double kLayerNormEps = 1e-5;
 std::pair<Tensor, Tensor> normalized_input_projection(const Tensor& x, const Tensor& w_ih, const Tensor& gain,
                                                       const Tensor& bias);
 
-// γ ⊙ N(v) for the rows of v (N, n): (N2) of one step.
-Tensor normalized(const Tensor& v, const Tensor& gain);
-
-// The gradient of v from dn, the gradient of γ ⊙ N(v), for the rows of v (N, n).
-Tensor normalized_backward(const Tensor& dn, const Tensor& v, const Tensor& gain);
-
 // weight_grads under (N1) and (N2) (reset "after" for the GRU): dZx and dZh the gradients
 // of the normalised sums (what the biases get), dUh (T, B, G*H) that of U h before (N2).
 // Sets dx, dw_ih, dw_hh, the biases' and the gains' gradients dw_ln_ih, dw_ln_hh.
