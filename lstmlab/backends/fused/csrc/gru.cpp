@@ -168,6 +168,8 @@ BackwardResult backward(const GRUFlags& F, const BackwardInputs& in) {
   const bool ln = in.layer_norm();
   Tensor dUh = ln ? at::empty({T, B, GH}, opts) : Tensor();
   const S* gain_hh = data_or_null<S>(in.w_ln_hh);
+  Tensor dln_hh = ln ? at::zeros({B, GH}, opts) : Tensor();  // per-row sums of γ_hh's gradient
+  S* dgain_hh = data_or_null<S>(dln_hh);
 
   for (int64_t t = T - 1; t >= 0; --t) {
     const S* hp = t == 0 ? in.h0.data_ptr<S>() : hsp + (t - 1) * B * H;
@@ -215,7 +217,7 @@ BackwardResult backward(const GRUFlags& F, const BackwardInputs& in) {
           dzh[H + j] = dzx[H + j];
         }
       }
-      if (ln) normalized_row_backward<S>(GH, uht + b * GH, dzh, gain_hh, dUt + b * GH);  // (N2)
+      if (ln) normalized_row_backward<S>(GH, uht + b * GH, dzh, gain_hh, dUt + b * GH, dgain_hh + b * GH);  // (N2)
     });
     if (!before) {
       const S* dU = ln ? dUt : dht;  // the gradient of U h
@@ -258,7 +260,7 @@ BackwardResult backward(const GRUFlags& F, const BackwardInputs& in) {
   BackwardResult r;
   r.dh0 = dh[T % 2].clone();
   if (ln)
-    normalized_weight_grads(r, with_masked_states(in), dZx, dZh, dUh);
+    normalized_weight_grads(r, with_masked_states(in), dZx, dZh, dUh), r.dw_ln_hh = dln_hh.sum(0);
   else
     weight_grads(r, with_masked_states(in), dZx, dZh, before ? in.extra : Tensor());
   return r;

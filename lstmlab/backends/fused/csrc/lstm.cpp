@@ -219,14 +219,11 @@ inline void normalized_cell_output_grad(bool tanh_h, int64_t H, const S* dm, con
     hc[j] = tanh_h ? tanh_(v) : v;
     dv[j] = dm[j] * o[j] * (tanh_h ? S(1) - hc[j] * hc[j] : S(1));
   }
-  S g_mean = 0, gn_mean = 0;  // of g = dv ⊙ γ and of g ⊙ N(c')
-  for (int64_t j = 0; j < H; ++j) {
-    dgb[j] += dv[j] * n[j];
-    dgb[H + j] += dv[j];
-    g_mean += dv[j] * gain[j];
-    gn_mean += dv[j] * gain[j] * n[j];
-  }
-  g_mean /= S(H), gn_mean /= S(H);
+  for (int64_t j = 0; j < H; ++j) dgb[j] += dv[j] * n[j];
+  for (int64_t j = 0; j < H; ++j) dgb[H + j] += dv[j];
+  // the means of g = dv ⊙ γ and of g ⊙ N(c')
+  const S g_mean = lane_sum<S>(H, [&](int64_t j) { return dv[j] * gain[j]; }) / S(H);
+  const S gn_mean = lane_sum<S>(H, [&](int64_t j) { return dv[j] * gain[j] * n[j]; }) / S(H);
   for (int64_t j = 0; j < H; ++j) dc2[j] = dc2_next[j] + rstd * (dv[j] * gain[j] - g_mean - n[j] * gn_mean);
 }
 
@@ -330,6 +327,8 @@ BackwardResult backward(const LSTMFlags& F, const BackwardInputs& in) {
   const S* gain_c = data_or_null<S>(in.w_ln_c);
   const S* bias_c = data_or_null<S>(in.b_ln_c);
   const S* gain_hh = data_or_null<S>(in.w_ln_hh);
+  Tensor dln_hh = ln ? at::zeros({B, GH}, opts) : Tensor();  // per-row sums of γ_hh's gradient
+  S* dgain_hh = data_or_null<S>(dln_hh);
 
   for (int64_t t = T - 1; t >= 0; --t) {
     const S* cp = t == 0 ? in.c0.data_ptr<S>() : csp + (t - 1) * B * H;
@@ -455,7 +454,7 @@ BackwardResult backward(const LSTMFlags& F, const BackwardInputs& in) {
         std::memset(da_out + b * RH, 0, RH * sizeof(S));
         for (int64_t k = 0; k < F.R(); ++k) std::memcpy(dAt + b * RH + k * H, dz + F.rblock[k] * H, H * sizeof(S));
       }
-      if (ln) normalized_row_backward<S>(GH, uht + b * GH, dz, gain_hh, dUt + b * GH);  // (N2)
+      if (ln) normalized_row_backward<S>(GH, uht + b * GH, dz, gain_hh, dUt + b * GH, dgain_hh + b * GH);  // (N2)
     });
     const S* dU = ln ? dUt : dZt;  // the gradient of U h
     if (mask) {  // (D1) dh += m ⊙ (dz U)
@@ -471,7 +470,7 @@ BackwardResult backward(const LSTMFlags& F, const BackwardInputs& in) {
   r.dh0 = dh[last].clone();
   r.dc0 = dc[last].clone();
   if (ln)
-    normalized_weight_grads(r, with_masked_states(in), dZ, dZ, dUh);
+    normalized_weight_grads(r, with_masked_states(in), dZ, dZ, dUh), r.dw_ln_hh = dln_hh.sum(0);
   else
     weight_grads(r, with_masked_states(in), dZ, dZ);
   if (ln_c) r.dw_ln_c = dln.narrow(1, 0, H).sum(0), r.db_ln_c = dln.narrow(1, H, H).sum(0);

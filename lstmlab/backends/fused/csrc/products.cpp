@@ -82,8 +82,6 @@ void normalized_weight_grads(BackwardResult& r, const BackwardInputs& in, const 
   if (in.need_dx) r.dx = at::mm(dWx, in.w_ih).view({T, B, I});
   r.dw_ih = at::mm(dWx.t(), in.x.reshape({T * B, I}));
   r.dw_hh = recurrent_grad(dUh, 0, GH, in.hs, in.h0);
-  Tensor uh = in.uh.view({T * B, GH});  // (N2)'s gain: the sum of dz ⊙ N(U h)
-  r.dw_ln_hh = at::mul(dZh.view({T * B, GH}), std::get<0>(statistics(uh))).sum(0);
 }
 
 BackwardInputs with_masked_states(const BackwardInputs& in) {

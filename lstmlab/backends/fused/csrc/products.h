@@ -45,7 +45,8 @@ std::pair<Tensor, Tensor> normalized_input_projection(const Tensor& x, const Ten
 
 // weight_grads under (N1) and (N2) (reset "after" for the GRU): dZx and dZh the gradients
 // of the normalised sums (what the biases get), dUh (T, B, G*H) that of U h before (N2).
-// Sets dx, dw_ih, dw_hh, the biases' and the gains' gradients dw_ln_ih, dw_ln_hh.
+// Sets dx, dw_ih, dw_hh, the biases' gradients and (N1)'s gain's, dw_ln_ih (the cells sum
+// (N2)'s in their row passes).
 void normalized_weight_grads(BackwardResult& r, const BackwardInputs& in, const Tensor& dZx, const Tensor& dZh,
                              const Tensor& dUh);
 
