@@ -65,10 +65,10 @@ def test_python_and_cpp_name_the_same_interface() -> None:
     assert extension.backward_result_names() == list(schema.BackwardResult._fields)
     assert extension.forward_argument_names() == list(schema.ForwardInputs._fields)
     renamed = SimpleNamespace(**{name: getattr(extension, name) for name in dir(extension) if name.endswith("_names")})
-    renamed.forward_result_names = lambda: ["y", "h_n", "c_n", "hs", "cs", "gates", "extra", "acts", "a_n", "ms"]
+    renamed.forward_result_names = lambda: ["y", "h_n", "c_n", "hs", "cs", "gates", "extra", "acts", "a_n", "ms", "wx", "uh"]
     assert schema.mismatches(renamed) == [
-        "forward_result_names: the extension has ['y', 'h_n', 'c_n', 'hs', 'cs', 'gates', 'extra', 'acts', 'a_n', 'ms'], "
-        "schema.py ['y', 'h_n', 'c_n', 'hs', 'cs', 'gates', 'extra', 'a_n', 'acts', 'ms']"
+        "forward_result_names: the extension has ['y', 'h_n', 'c_n', 'hs', 'cs', 'gates', 'extra', 'acts', 'a_n', 'ms', "
+        "'wx', 'uh'], schema.py ['y', 'h_n', 'c_n', 'hs', 'cs', 'gates', 'extra', 'a_n', 'acts', 'ms', 'wx', 'uh']"
     ]
 
 

@@ -10,10 +10,14 @@ from lstmlab.backends.fused.schema import Cell, ForwardInputs, encode
 from lstmlab.cells import CellSpec, LayerWeights
 from lstmlab.cells.regularisers import LayerMasks
 
+# the regularisers inside the recurrence that the kernels implement (StackConfig.in_recurrence)
+SUPPORTED_REGULARISERS = ("zoneout", "recurrent_dropout", "layer_norm")
+
 
 class FusedBackend(LayeredBackend):
     """CPU, float32 and float64; every cell and flag, full gate recurrence (FGR) and
-    the LSTM's projection (proj_size > 0) included.
+    the LSTM's projection (proj_size > 0) included; zoneout, recurrent dropout and layer
+    normalisation in the kernels (weight dropout needs nothing of a backend).
     """
 
     name = "fused"
@@ -23,7 +27,7 @@ class FusedBackend(LayeredBackend):
             return f"the fused kernels run on the CPU only; got device {x.device}"
         if x.dtype not in (torch.float32, torch.float64):
             return f"the fused kernels compute in float32 or float64 only; got {x.dtype}"
-        return regularisers_missing(config, "the fused kernels") or self.unavailable()
+        return regularisers_missing(config, "the fused kernels", SUPPORTED_REGULARISERS) or self.unavailable()
 
     def unavailable(self) -> str | None:
         """Why the kernels cannot run on this machine at all (no compiler, ...), or None."""
@@ -46,11 +50,18 @@ class FusedBackend(LayeredBackend):
         save = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
         if lengths is not None:
             lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()
+        recurrent = zoneout_h = zoneout_c = None
+        if masks is not None:
+            recurrent = masks.recurrent
+            zoneout_h = masks.zoneout[0] if masks.zoneout else None
+            zoneout_c = masks.zoneout[1] if lstm and masks.zoneout else None
         args = ForwardInputs(
             x=x, h0=state[0], c0=state[1] if lstm else None,
             w_ih=w.w_ih, w_hh=w.w_hh, b_ih=w.b_ih, b_hh=w.b_hh, w_ch=w.w_ch,
             a0=state[2] if fgr else None, w_gh=w.w_gh if fgr else None, w_hr=w.w_hr,
             lengths=lengths, cell=int(cell), flags=list(flags), save=save,  # plain ints: an IntEnum costs the op ~6 us
+            recurrent_mask=recurrent, zoneout_h=zoneout_h, zoneout_c=zoneout_c,
+            w_ln_ih=w.w_ln_ih, w_ln_hh=w.w_ln_hh, w_ln_c=w.w_ln_c, b_ln_c=w.b_ln_c,
         )  # fmt: skip
         out = custom_ops.layer(args)
         if fgr:

@@ -57,9 +57,19 @@ def fused_layer(
     cell: int,
     flags: list[int],
     save: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    recurrent_mask: Tensor | None = None,
+    zoneout_h: Tensor | None = None,
+    zoneout_c: Tensor | None = None,
+    w_ln_ih: Tensor | None = None,
+    w_ln_hh: Tensor | None = None,
+    w_ln_c: Tensor | None = None,
+    b_ln_c: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """One layer, one direction: the tensors of a `schema.ForwardResult`; see `schema.ForwardInputs`."""
-    out = loader.load().forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ch, a0, w_gh, w_hr, lengths, cell, flags, save)
+    out = loader.load().forward(
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ch, a0, w_gh, w_hr, lengths, cell, flags, save,
+        recurrent_mask, zoneout_h, zoneout_c, w_ln_ih, w_ln_hh, w_ln_c, b_ln_c,
+    )  # fmt: skip
     return tuple(out)  # type: ignore[return-value]
 
 
@@ -95,11 +105,23 @@ def fused_layer_backward(
     cell: int,
     flags: list[int],
     need_dx: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    recurrent_mask: Tensor | None = None,
+    zoneout_h: Tensor | None = None,
+    zoneout_c: Tensor | None = None,
+    w_ln_ih: Tensor | None = None,
+    w_ln_hh: Tensor | None = None,
+    w_ln_c: Tensor | None = None,
+    b_ln_c: Tensor | None = None,
+    wx: Tensor | None = None,
+    uh: Tensor | None = None,
+) -> tuple[
+    Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor
+]:
     """The gradients of `fused_layer`: the tensors of a `schema.BackwardResult`; see `schema.BackwardInputs`."""
     out = loader.load().backward(
         dy, dh_n, dc_n, da_n, x, h0, c0, a0, w_ih, w_hh, has_bias, w_ch, w_gh, w_hr, lengths,
-        hs, cs, gates, extra, acts, ms, cell, flags, need_dx,
+        hs, cs, gates, extra, acts, ms, cell, flags, need_dx, recurrent_mask, zoneout_h, zoneout_c,
+        w_ln_ih, w_ln_hh, w_ln_c, b_ln_c, wx, uh,
     )  # fmt: skip
     return tuple(out)  # type: ignore[return-value]
 
@@ -150,7 +172,10 @@ def layer_backward(args: BackwardInputs) -> BackwardResult:
 
 
 # the tensors of BackwardInputs that forward saves (None where absent)
-_SAVED = ("x", "h0", "c0", "a0", "w_ih", "w_hh", "w_ch", "w_gh", "w_hr", "lengths", "hs", "cs", "gates", "extra", "acts", "ms")
+_SAVED = (
+    "x", "h0", "c0", "a0", "w_ih", "w_hh", "w_ch", "w_gh", "w_hr", "lengths", "hs", "cs", "gates", "extra", "acts", "ms",
+    "recurrent_mask", "zoneout_h", "zoneout_c", "w_ln_ih", "w_ln_hh", "w_ln_c", "b_ln_c", "wx", "uh",
+)  # fmt: skip
 
 
 def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
@@ -159,7 +184,7 @@ def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
     if not args.save:
         return
     op_out = ForwardResult(*output)  # absent results as the op's empty tensors
-    ctx.mark_non_differentiable(op_out.hs, op_out.cs, op_out.gates, op_out.extra, op_out.acts, op_out.ms)
+    ctx.mark_non_differentiable(op_out.hs, op_out.cs, op_out.gates, op_out.extra, op_out.acts, op_out.ms, op_out.wx, op_out.uh)
     ctx.set_materialize_grads(False)
     out: ForwardResult = _named(ForwardResult, output, forward_shapes(args))
     ctx.cell, ctx.flags, ctx.has_bias = args.cell, args.flags, args.b_ih is not None
@@ -168,6 +193,9 @@ def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
         "w_ch": args.w_ch, "w_gh": args.w_gh, "w_hr": args.w_hr, "lengths": args.lengths,
         "hs": out.y if out.hs is None else out.hs,  # the state sequence: y itself unless padded
         "cs": out.cs, "gates": out.gates, "extra": out.extra, "acts": out.acts, "ms": out.ms,
+        "recurrent_mask": args.recurrent_mask, "zoneout_h": args.zoneout_h, "zoneout_c": args.zoneout_c,
+        "w_ln_ih": args.w_ln_ih, "w_ln_hh": args.w_ln_hh, "w_ln_c": args.w_ln_c, "b_ln_c": args.b_ln_c,
+        "wx": out.wx, "uh": out.uh,
     }  # fmt: skip
     ctx.save_for_backward(*(saved[name] for name in _SAVED))
 
@@ -198,6 +226,7 @@ def _backward(ctx: Any, *grads: Tensor | None) -> tuple:
     grads_of_inputs = ForwardInputs(
         x=d.dx, h0=d.dh0, c0=d.dc0, w_ih=d.dw_ih, w_hh=d.dw_hh, b_ih=d.db_ih, b_hh=d.db_hh, w_ch=d.dw_ch,
         a0=d.da0, w_gh=d.dw_gh, w_hr=d.dw_hr, lengths=None, cell=None, flags=None, save=None,
+        w_ln_ih=d.dw_ln_ih, w_ln_hh=d.dw_ln_hh, w_ln_c=d.dw_ln_c, b_ln_c=d.db_ln_c,
     )  # fmt: skip
     return tuple(grads_of_inputs)
 

@@ -59,7 +59,11 @@ Flags = LSTMFlags | GRUFlags | RNNFlags
 class ForwardInputs(NamedTuple):
     """The arguments of `lstmlab::fused_layer`, in order. x (T, B, I), h0 (B, P) with
     P = proj_size or H, c0 (B, H), a0 (B, R*H) FGR's gate state, w_hr (P, H) the
-    projection; absent ones None."""
+    projection; absent ones None. Last, the regularisers' masks (`lstmlab.cells.regularisers`):
+    recurrent_mask (B, P) m of (D1), zoneout_h (T, B, P) and zoneout_c (T, B, H, LSTM only)
+    d of (Z1); a zoneout mask whose strides are all 0 (evaluation: one value expanded) is
+    read as that value, not copied. Then layer normalisation's gains (`lstmlab.cells.layer_norm`),
+    all or none: w_ln_ih, w_ln_hh (G*H,), and the LSTM's w_ln_c, b_ln_c (H,)."""
 
     x: Tensor
     h0: Tensor
@@ -76,6 +80,13 @@ class ForwardInputs(NamedTuple):
     cell: int
     flags: list[int]
     save: bool
+    recurrent_mask: Tensor | None = None
+    zoneout_h: Tensor | None = None
+    zoneout_c: Tensor | None = None
+    w_ln_ih: Tensor | None = None
+    w_ln_hh: Tensor | None = None
+    w_ln_c: Tensor | None = None
+    b_ln_c: Tensor | None = None
 
 
 class ForwardResult(NamedTuple):
@@ -85,7 +96,8 @@ class ForwardResult(NamedTuple):
     y, h_n, c_n (LSTM), a_n (FGR) are the layer's results; the rest is what backward
     needs, present only when saving: hs the state sequence where it differs from y
     (padding), cs the cell states, gates the activations, extra the GRU's
-    U_n h + b_hn or r ⊙ h, acts FGR's gate states, ms the unprojected outputs m."""
+    U_n h + b_hn or r ⊙ h (the RNN's candidate states with zoneout), acts FGR's gate
+    states, ms the unprojected outputs m, wx and uh W x and U h before layer normalisation."""
 
     y: Tensor
     h_n: Tensor
@@ -97,12 +109,14 @@ class ForwardResult(NamedTuple):
     a_n: Tensor | None
     acts: Tensor | None
     ms: Tensor | None
+    wx: Tensor | None = None
+    uh: Tensor | None = None
 
 
 class BackwardInputs(NamedTuple):
     """The arguments of `lstmlab::fused_layer_backward`, in order: the gradients of the
     results, the forward's inputs and what it saved (hs: the state sequence, y itself
-    without lengths)."""
+    without lengths), and the forward's masks."""
 
     dy: Tensor
     dh_n: Tensor
@@ -128,6 +142,15 @@ class BackwardInputs(NamedTuple):
     cell: int
     flags: list[int]
     need_dx: bool
+    recurrent_mask: Tensor | None = None
+    zoneout_h: Tensor | None = None
+    zoneout_c: Tensor | None = None
+    w_ln_ih: Tensor | None = None
+    w_ln_hh: Tensor | None = None
+    w_ln_c: Tensor | None = None
+    b_ln_c: Tensor | None = None
+    wx: Tensor | None = None
+    uh: Tensor | None = None
 
 
 class BackwardResult(NamedTuple):
@@ -144,6 +167,10 @@ class BackwardResult(NamedTuple):
     da0: Tensor | None
     dw_gh: Tensor | None
     dw_hr: Tensor | None
+    dw_ln_ih: Tensor | None = None
+    dw_ln_hh: Tensor | None = None
+    dw_ln_c: Tensor | None = None
+    db_ln_c: Tensor | None = None
 
 
 def encode(spec: CellSpec) -> tuple[Cell, Flags]:
@@ -168,6 +195,7 @@ def forward_shapes(a: ForwardInputs) -> dict[str, Shape | None]:
     P = a.h0.shape[1]  # the size of h
     H = a.c0.shape[1] if a.c0 is not None else P  # the cell's size
     lstm, gru, fgr = a.cell == Cell.LSTM, a.cell == Cell.GRU, a.a0 is not None
+    rnn_zoneout = a.cell == Cell.RNN and a.zoneout_h is not None
     save = a.save
 
     def seq(size: int, present: bool = True) -> Shape | None:
@@ -180,10 +208,12 @@ def forward_shapes(a: ForwardInputs) -> dict[str, Shape | None]:
         "hs": seq(P, save and a.lengths is not None),
         "cs": seq(H, save and lstm),
         "gates": seq(a.w_ih.shape[0], save and (lstm or gru)),
-        "extra": seq(H, save and gru),
+        "extra": seq(H, save and (gru or rnn_zoneout)),
         "a_n": (B, a.a0.shape[1]) if a.a0 is not None else None,
         "acts": seq(a.a0.shape[1] if a.a0 is not None else 0, save and fgr),
         "ms": seq(H, save and a.w_hr is not None),
+        "wx": seq(a.w_ih.shape[0], save and a.w_ln_ih is not None),
+        "uh": seq(a.w_ih.shape[0], save and a.w_ln_ih is not None),
     }
 
 
@@ -206,6 +236,10 @@ def backward_shapes(a: BackwardInputs) -> dict[str, Shape | None]:
         "da0": like(a.a0),
         "dw_gh": like(a.w_gh),
         "dw_hr": like(a.w_hr),
+        "dw_ln_ih": like(a.w_ln_ih),
+        "dw_ln_hh": like(a.w_ln_hh),
+        "dw_ln_c": like(a.w_ln_c),
+        "db_ln_c": like(a.b_ln_c),
     }
 
 

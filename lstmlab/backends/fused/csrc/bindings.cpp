@@ -29,6 +29,12 @@ void make_contiguous(std::initializer_list<Tensor*> tensors) {
     if (t->defined()) *t = t->contiguous();
 }
 
+// Zoneout masks: contiguous, except the evaluation form (one value expanded), read as is.
+void make_zoneout_contiguous(std::initializer_list<Tensor*> masks) {
+  for (Tensor* t : masks)
+    if (t->defined() && !is_constant(*t)) *t = t->contiguous();
+}
+
 // What every kernel runs under: no autograd recording (the ops' autograd is
 // registered in Python), no autocast (the kernels compute in their inputs' dtype;
 // under torch.autocast at::mm would return bfloat16), denormals flushed.
@@ -43,15 +49,21 @@ std::vector<Tensor> forward(const Tensor& x, const Tensor& h0, const OptionalTen
                             const Tensor& w_hh, const OptionalTensor& b_ih, const OptionalTensor& b_hh,
                             const OptionalTensor& w_ch, const OptionalTensor& a0, const OptionalTensor& w_gh,
                             const OptionalTensor& w_hr, const OptionalTensor& lengths, int64_t cell,
-                            const std::vector<int64_t>& flags, bool save) {
+                            const std::vector<int64_t>& flags, bool save, const OptionalTensor& recurrent_mask,
+                            const OptionalTensor& zoneout_h, const OptionalTensor& zoneout_c,
+                            const OptionalTensor& w_ln_ih, const OptionalTensor& w_ln_hh, const OptionalTensor& w_ln_c,
+                            const OptionalTensor& b_ln_c) {
   ForwardInputs in;
   in.x = x; in.h0 = h0; in.c0 = given(c0); in.w_ih = w_ih; in.w_hh = w_hh; in.b_ih = given(b_ih);
   in.b_hh = given(b_hh); in.w_ch = given(w_ch); in.a0 = given(a0); in.w_gh = given(w_gh); in.w_hr = given(w_hr);
-  in.lengths = given(lengths); in.save = save;
+  in.lengths = given(lengths); in.save = save; in.recurrent_mask = given(recurrent_mask);
+  in.zoneout_h = given(zoneout_h); in.zoneout_c = given(zoneout_c); in.w_ln_ih = given(w_ln_ih);
+  in.w_ln_hh = given(w_ln_hh); in.w_ln_c = given(w_ln_c); in.b_ln_c = given(b_ln_c);
   const Cell kind = check_forward(cell, flags, in);
   KernelGuards guards;
   make_contiguous({&in.x, &in.h0, &in.c0, &in.w_ih, &in.w_hh, &in.b_ih, &in.b_hh, &in.w_ch, &in.a0, &in.w_gh,
-                   &in.w_hr, &in.lengths});
+                   &in.w_hr, &in.lengths, &in.recurrent_mask, &in.w_ln_ih, &in.w_ln_hh, &in.w_ln_c, &in.b_ln_c});
+  make_zoneout_contiguous({&in.zoneout_h, &in.zoneout_c});
   in.len = lengths_of(in.lengths);
   switch (kind) {
     case Cell::lstm:
@@ -72,16 +84,24 @@ std::vector<Tensor> backward(const Tensor& dy, const Tensor& dh_n, const Optiona
                              const OptionalTensor& lengths, const Tensor& hs, const OptionalTensor& cs,
                              const OptionalTensor& gates, const OptionalTensor& extra, const OptionalTensor& acts,
                              const OptionalTensor& ms, int64_t cell, const std::vector<int64_t>& flags,
-                             bool need_dx) {
+                             bool need_dx, const OptionalTensor& recurrent_mask, const OptionalTensor& zoneout_h,
+                             const OptionalTensor& zoneout_c, const OptionalTensor& w_ln_ih,
+                             const OptionalTensor& w_ln_hh, const OptionalTensor& w_ln_c, const OptionalTensor& b_ln_c,
+                             const OptionalTensor& wx, const OptionalTensor& uh) {
   BackwardInputs in;
   in.dy = dy; in.dh_n = dh_n; in.dc_n = given(dc_n); in.da_n = given(da_n); in.x = x; in.h0 = h0; in.c0 = given(c0);
   in.a0 = given(a0); in.w_ih = w_ih; in.w_hh = w_hh; in.has_bias = has_bias; in.w_ch = given(w_ch);
   in.w_gh = given(w_gh); in.w_hr = given(w_hr); in.lengths = given(lengths); in.hs = hs; in.cs = given(cs);
   in.gates = given(gates); in.extra = given(extra); in.acts = given(acts); in.ms = given(ms); in.need_dx = need_dx;
+  in.recurrent_mask = given(recurrent_mask); in.zoneout_h = given(zoneout_h); in.zoneout_c = given(zoneout_c);
+  in.w_ln_ih = given(w_ln_ih); in.w_ln_hh = given(w_ln_hh); in.w_ln_c = given(w_ln_c); in.b_ln_c = given(b_ln_c);
+  in.wx = given(wx); in.uh = given(uh);
   const Cell kind = check_backward(cell, flags, in);
   KernelGuards guards;
   make_contiguous({&in.dy, &in.dh_n, &in.dc_n, &in.da_n, &in.x, &in.h0, &in.c0, &in.a0, &in.w_ih, &in.w_hh, &in.w_ch,
-                   &in.w_gh, &in.w_hr, &in.lengths, &in.hs, &in.cs, &in.gates, &in.extra, &in.acts, &in.ms});
+                   &in.w_gh, &in.w_hr, &in.lengths, &in.hs, &in.cs, &in.gates, &in.extra, &in.acts, &in.ms,
+                   &in.recurrent_mask, &in.w_ln_ih, &in.w_ln_hh, &in.w_ln_c, &in.b_ln_c, &in.wx, &in.uh});
+  make_zoneout_contiguous({&in.zoneout_h, &in.zoneout_c});
   in.len = lengths_of(in.lengths);
   switch (kind) {
     case Cell::lstm:

@@ -157,6 +157,34 @@ void check_layer(const Context& k, const std::vector<int64_t>& flags, const Tens
               " to ", hi);
 }
 
+// The regularisers' masks, each optional: recurrent_mask (B, P); zoneout_h (T, B, P) and,
+// for an LSTM, zoneout_c (T, B, H); RNN zoneout saves its candidates in extra.
+void check_masks(const Context& k, const Tensor& recurrent_mask, const Tensor& zoneout_h, const Tensor& zoneout_c) {
+  const Sizes& s = k.s;
+  expect_optional(k, "recurrent_mask", recurrent_mask, {s.B, s.P}, "(B, P)");
+  expect_optional(k, "zoneout_h", zoneout_h, {s.T, s.B, s.P}, "(T, B, P)");
+  if (k.cell == Cell::lstm)
+    expect_optional(k, "zoneout_c", zoneout_c, {s.T, s.B, s.H}, "(T, B, H)");
+  else
+    expect_if(false, k, "zoneout_c", zoneout_c, {}, "", " for an LSTM");
+}
+
+// Layer normalisation's gains, all or none: w_ln_ih, w_ln_hh (G*H,) for the LSTM and the
+// GRU with reset "after", and the LSTM's w_ln_c, b_ln_c (H,).
+void check_layer_norm(const Context& k, const std::vector<int64_t>& flags, const Tensor& w_ln_ih,
+                      const Tensor& w_ln_hh, const Tensor& w_ln_c, const Tensor& b_ln_c) {
+  const Sizes& s = k.s;
+  const bool ln = w_ln_ih.defined(), lstm = k.cell == Cell::lstm;
+  const bool can = lstm || (k.cell == Cell::gru && !GRUFlags(flags).reset_before);
+  TORCH_CHECK(!ln || can, k.op, ": w_ln_ih (layer normalisation) must be None except for an LSTM or a GRU with ",
+              "reset \"after\" (reset_before=0); got a tensor");
+  const char* when = " with layer normalisation (w_ln_ih given)";
+  expect_if(ln, k, "w_ln_hh", w_ln_hh, {s.G * s.H}, "(G*H,)", when);
+  if (ln) expect(k, "w_ln_ih", w_ln_ih, {s.G * s.H}, "(G*H,)");
+  expect_if(ln && lstm, k, "w_ln_c", w_ln_c, {s.H}, "(H,)", " for an LSTM with layer normalisation (w_ln_ih given)");
+  expect_if(ln && lstm, k, "b_ln_c", b_ln_c, {s.H}, "(H,)", " for an LSTM with layer normalisation (w_ln_ih given)");
+}
+
 }  // namespace
 
 Cell check_forward(int64_t cell, const std::vector<int64_t>& flags, const ForwardInputs& in) {
@@ -166,14 +194,19 @@ Cell check_forward(int64_t cell, const std::vector<int64_t>& flags, const Forwar
               in.b_ih.defined() ? "b_ih only" : "b_hh only");
   expect_optional(k, "b_ih", in.b_ih, {k.s.G * k.s.H}, "(G*H,)");
   expect_optional(k, "b_hh", in.b_hh, {k.s.G * k.s.H}, "(G*H,)");
+  check_masks(k, in.recurrent_mask, in.zoneout_h, in.zoneout_c);
+  check_layer_norm(k, flags, in.w_ln_ih, in.w_ln_hh, in.w_ln_c, in.b_ln_c);
   return k.cell;
 }
 
 Cell check_backward(int64_t cell, const std::vector<int64_t>& flags, const BackwardInputs& in) {
   const Context k = context(kBackward, cell, flags, in.x, in.h0, in.c0);
   check_layer(k, flags, in.h0, in.c0, in.w_ih, in.w_hh, in.w_ch, in.a0, in.w_gh, in.w_hr, in.lengths);
+  check_masks(k, in.recurrent_mask, in.zoneout_h, in.zoneout_c);
+  check_layer_norm(k, flags, in.w_ln_ih, in.w_ln_hh, in.w_ln_c, in.b_ln_c);
   const Sizes& s = k.s;
   const bool lstm = k.cell == Cell::lstm, gru = k.cell == Cell::gru;
+  const bool rnn_zoneout = k.cell == Cell::rnn && in.zoneout_h.defined();
   const bool fgr = lstm && LSTMFlags(flags).gate_recurrence, proj = lstm && in.w_hr.defined();
   expect(k, "dy", in.dy, {s.T, s.B, s.P}, "(T, B, P)");
   expect(k, "dh_n", in.dh_n, {s.B, s.P}, "(B, P)");
@@ -182,9 +215,13 @@ Cell check_backward(int64_t cell, const std::vector<int64_t>& flags, const Backw
   expect(k, "hs", in.hs, {s.T, s.B, s.P}, "(T, B, P)");
   expect_if(lstm, k, "cs", in.cs, {s.T, s.B, s.H}, "(T, B, H)", " for an LSTM");
   expect_if(lstm || gru, k, "gates", in.gates, {s.T, s.B, s.G * s.H}, "(T, B, G*H)", " for an LSTM or a GRU");
-  expect_if(gru, k, "extra", in.extra, {s.T, s.B, s.H}, "(T, B, H)", " for a GRU");
+  expect_if(gru || rnn_zoneout, k, "extra", in.extra, {s.T, s.B, s.H}, "(T, B, H)",
+            " for a GRU or an RNN with zoneout (zoneout_h given)");
   expect_if(fgr, k, "acts", in.acts, {s.T, s.B, s.R * s.H}, "(T, B, R*H)", kWithFGR);
   expect_if(proj, k, "ms", in.ms, {s.T, s.B, s.H}, "(T, B, H)", " with a projection (w_hr given)");
+  const bool ln = in.w_ln_ih.defined();
+  expect_if(ln, k, "wx", in.wx, {s.T, s.B, s.G * s.H}, "(T, B, G*H)", " with layer normalisation (w_ln_ih given)");
+  expect_if(ln, k, "uh", in.uh, {s.T, s.B, s.G * s.H}, "(T, B, G*H)", " with layer normalisation (w_ln_ih given)");
   return k.cell;
 }
 

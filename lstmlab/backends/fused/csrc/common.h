@@ -9,8 +9,10 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/full.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #if defined(__SSE__)
@@ -62,6 +64,108 @@ inline Lengths lengths_of(const Tensor& lengths) {
 template <typename S>
 S* data_or_null(const Tensor& t) {
   return t.defined() ? t.data_ptr<S>() : nullptr;
+}
+
+// Whether a zoneout mask is the evaluation form: one value expanded (every stride zero).
+inline bool is_constant(const Tensor& d) {
+  for (int64_t k = 0; k < d.dim(); ++k)
+    if (d.stride(k) != 0) return false;
+  return true;
+}
+
+// A zoneout mask d (T, B, S) of (Z1), absent (false) or read as `row(t, b)`: the S
+// values of step t, batch row b. The evaluation form reads one row of S copies of its
+// value for every step and row; a training mask is contiguous.
+template <typename S>
+struct ZoneoutMask {
+  const S* data = nullptr;
+  int64_t step = 0, stride = 0;
+  Tensor filled;  // the evaluation form's row
+  explicit ZoneoutMask(const Tensor& d) {
+    if (!d.defined()) return;
+    const int64_t B = d.size(1), n = d.size(2);
+    if (is_constant(d)) {
+      const S value = d.numel() > 0 ? d.data_ptr<S>()[0] : S(0);
+      filled = at::full({std::max<int64_t>(n, 1)}, value, d.options());
+      data = filled.data_ptr<S>();
+    } else {
+      data = d.data_ptr<S>(), step = B * n, stride = n;
+    }
+  }
+  explicit operator bool() const { return data != nullptr; }
+  const S* row(int64_t t, int64_t b) const { return data + t * step + b * stride; }
+};
+
+// The sum of f(j) for j < n in 8 independent partial sums, which the compiler vectorises
+// (one running sum it may not reorder).
+template <typename S, typename F>
+inline S lane_sum(int64_t n, const F& f) {
+  S acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += f(j + k);
+  S sum = 0;
+  for (; j < n; ++j) sum += f(j);
+  for (int k = 0; k < 8; ++k) sum += acc[k];
+  return sum;
+}
+
+// N's mean and 1 / sqrt(var + ε) of n values (biased variance, ε of lstmlab/cells/layer_norm.py).
+template <typename S>
+inline void row_statistics(int64_t n, const S* v, S& mean, S& rstd) {
+  mean = lane_sum<S>(n, [&](int64_t j) { return v[j]; }) / S(n);
+  const S var = lane_sum<S>(n, [&](int64_t j) { return (v[j] - mean) * (v[j] - mean); }) / S(n);
+  rstd = S(1) / std::sqrt(var + S(1e-5));
+}
+
+// (N2) out = γ ⊙ N(v) over n values (out may be v).
+template <typename S>
+inline void normalize_row(int64_t n, const S* v, const S* gain, S* out) {
+  S mean, rstd;
+  row_statistics<S>(n, v, mean, rstd);
+  for (int64_t j = 0; j < n; ++j) out[j] = gain[j] * (v[j] - mean) * rstd;
+}
+
+// (N2) z += γ ⊙ N(v) over n values.
+template <typename S>
+inline void add_normalized_row(int64_t n, const S* v, const S* gain, S* z) {
+  S mean, rstd;
+  row_statistics<S>(n, v, mean, rstd);
+  for (int64_t j = 0; j < n; ++j) z[j] += gain[j] * (v[j] - mean) * rstd;
+}
+
+// The gradient dv of v from dn, that of γ ⊙ N(v), over n values:
+// dv = rstd ⊙ (g − mean(g) − N(v) mean(g ⊙ N(v))) with g = dn ⊙ γ; and dgain += dn ⊙ N(v).
+template <typename S>
+inline void normalized_row_backward(int64_t n, const S* v, const S* dn, const S* gain, S* dv, S* dgain) {
+  S mean, rstd;
+  row_statistics<S>(n, v, mean, rstd);
+  for (int64_t j = 0; j < n; ++j) dgain[j] += dn[j] * (v[j] - mean) * rstd;
+  const S g_mean = lane_sum<S>(n, [&](int64_t j) { return dn[j] * gain[j]; }) / S(n);
+  const S gn_mean = lane_sum<S>(n, [&](int64_t j) { return dn[j] * gain[j] * (v[j] - mean) * rstd; }) / S(n);
+  for (int64_t j = 0; j < n; ++j) dv[j] = rstd * (dn[j] * gain[j] - g_mean - (v[j] - mean) * rstd * gn_mean);
+}
+
+// (Z1) s' = s~ + d ⊙ (s − s~), in place over n values of the candidate s~.
+template <typename S>
+inline void zoneout(int64_t n, const S* d, const S* old, S* s) {
+  for (int64_t j = 0; j < n; ++j) s[j] += d[j] * (old[j] - s[j]);
+}
+
+// (D1) m ⊙ h for B rows of n values, m (B, n): the recurrent products' input.
+template <typename S>
+void mask_rows(int64_t B, int64_t n, const S* m, const S* h, S* out) {
+  for_rows(B, n, [&](int64_t b) {
+    for (int64_t j = 0; j < n; ++j) out[b * n + j] = m[b * n + j] * h[b * n + j];
+  });
+}
+
+// (D1) backward: dh += m ⊙ g, g the gradient that reached m ⊙ h through the recurrent products.
+template <typename S>
+void add_masked_rows(int64_t B, int64_t n, const S* m, const S* g, S* dh) {
+  for_rows(B, n, [&](int64_t b) {
+    for (int64_t j = 0; j < n; ++j) dh[b * n + j] += m[b * n + j] * g[b * n + j];
+  });
 }
 
 }  // namespace lstmlab

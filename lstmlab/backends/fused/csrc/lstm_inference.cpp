@@ -206,7 +206,8 @@ bool lstm_inference_runs(const LSTMFlags& flags, const ForwardInputs& in) {
   // the training forward without saves (benchmarks/RESULTS.md), so that forward is the default.
   const char* opt_in = std::getenv("LSTMLAB_FUSED_INFERENCE");
   if (opt_in == nullptr || std::strcmp(opt_in, "1") != 0) return false;
-  return !in.save && !flags.gate_recurrence && !in.w_hr.defined() && in.x.size(0) > 0 && in.c0.size(1) > 0;
+  return !in.save && !flags.gate_recurrence && !in.w_hr.defined() && in.x.size(0) > 0 && in.c0.size(1) > 0 &&
+         !in.recurrent_mask.defined() && !in.zoneout_h.defined() && !in.zoneout_c.defined() && !in.layer_norm();
 }
 
 ForwardResult lstm_inference(const LSTMFlags& flags, const ForwardInputs& in) {

@@ -30,18 +30,28 @@ namespace lstmlab {
 // y, h_n[, c_n][, a_n]: the layer's results. The rest is what backward needs, present
 // only when saving: hs the state sequence where it differs from y (padding), cs the
 // cell states, gates the activations, extra the GRU's U_n h + b_hn or r ⊙ h, acts
-// FGR's gate states, ms the unprojected outputs m.
-#define LSTMLAB_FORWARD_RESULTS(X) X(y) X(h_n) X(c_n) X(hs) X(cs) X(gates) X(extra) X(a_n) X(acts) X(ms)
-#define LSTMLAB_BACKWARD_RESULTS(X) \
-  X(dx) X(dh0) X(dc0) X(dw_ih) X(dw_hh) X(db_ih) X(db_hh) X(dw_ch) X(da0) X(dw_gh) X(dw_hr)
+// FGR's gate states, ms the unprojected outputs m. extra is also the RNN's candidate
+// states (before zoneout) when it has zoneout. With layer normalisation, wx and uh: W x
+// and U h (of every step) before (N1) and (N2).
+#define LSTMLAB_FORWARD_RESULTS(X) X(y) X(h_n) X(c_n) X(hs) X(cs) X(gates) X(extra) X(a_n) X(acts) X(ms) X(wx) X(uh)
+#define LSTMLAB_BACKWARD_RESULTS(X)                                                                      \
+  X(dx) X(dh0) X(dc0) X(dw_ih) X(dw_hh) X(db_ih) X(db_hh) X(dw_ch) X(da0) X(dw_gh) X(dw_hr) X(dw_ln_ih) \
+  X(dw_ln_hh) X(dw_ln_c) X(db_ln_c)
 
 // The arguments of lstmlab::fused_layer and lstmlab::fused_layer_backward (and of the
-// bindings' forward and backward, which take them in this order).
-#define LSTMLAB_FORWARD_ARGS(X) \
-  X(x) X(h0) X(c0) X(w_ih) X(w_hh) X(b_ih) X(b_hh) X(w_ch) X(a0) X(w_gh) X(w_hr) X(lengths) X(cell) X(flags) X(save)
+// bindings' forward and backward, which take them in this order). Last, optional, the
+// regularisers' masks (lstmlab/cells/regularisers.py): recurrent_mask (B, P) m of (D1),
+// zoneout_h (T, B, P) and zoneout_c (T, B, H, LSTM only) d of (Z1); a zoneout mask
+// whose strides are all zero (the evaluation form, one value expanded) is read as
+// that one value, never copied. Then, optional, layer normalisation's gains (lstmlab/cells/
+// layer_norm.py): w_ln_ih, w_ln_hh (G*H,), and the LSTM's w_ln_c, b_ln_c (H,).
+#define LSTMLAB_FORWARD_ARGS(X)                                                                                     \
+  X(x) X(h0) X(c0) X(w_ih) X(w_hh) X(b_ih) X(b_hh) X(w_ch) X(a0) X(w_gh) X(w_hr) X(lengths) X(cell) X(flags) X(save) \
+  X(recurrent_mask) X(zoneout_h) X(zoneout_c) X(w_ln_ih) X(w_ln_hh) X(w_ln_c) X(b_ln_c)
 #define LSTMLAB_BACKWARD_ARGS(X)                                                                                   \
   X(dy) X(dh_n) X(dc_n) X(da_n) X(x) X(h0) X(c0) X(a0) X(w_ih) X(w_hh) X(has_bias) X(w_ch) X(w_gh) X(w_hr) X(lengths) \
-  X(hs) X(cs) X(gates) X(extra) X(acts) X(ms) X(cell) X(flags) X(need_dx)
+  X(hs) X(cs) X(gates) X(extra) X(acts) X(ms) X(cell) X(flags) X(need_dx) X(recurrent_mask) X(zoneout_h) X(zoneout_c) \
+  X(w_ln_ih) X(w_ln_hh) X(w_ln_c) X(b_ln_c) X(wx) X(uh)
 
 #define LSTMLAB_ENUM(name) name,
 #define LSTMLAB_NAME(name) #name,
@@ -84,14 +94,18 @@ inline std::vector<Tensor> to_list(const BackwardResult& r) { return {LSTMLAB_BA
 struct ForwardInputs {
   Tensor x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ch, a0, w_gh, w_hr, lengths;
   bool save = false;
+  Tensor recurrent_mask, zoneout_h, zoneout_c, w_ln_ih, w_ln_hh, w_ln_c, b_ln_c;
   Lengths len;
+  bool layer_norm() const { return w_ln_ih.defined(); }
 };
 struct BackwardInputs {
   Tensor dy, dh_n, dc_n, da_n, x, h0, c0, a0, w_ih, w_hh;
   bool has_bias = false;
   Tensor w_ch, w_gh, w_hr, lengths, hs, cs, gates, extra, acts, ms;
   bool need_dx = false;
+  Tensor recurrent_mask, zoneout_h, zoneout_c, w_ln_ih, w_ln_hh, w_ln_c, b_ln_c, wx, uh;
   Lengths len;
+  bool layer_norm() const { return w_ln_ih.defined(); }
 };
 
 // The LSTM's flags, decoded. FGR: a = the activations of the sigmoid gates that
