@@ -166,7 +166,7 @@ def regularisers_missing(config: StackConfig, kernels: str, supported: tuple[str
     missing = [name for name in config.in_recurrence() if name not in supported]
     if not missing:
         return None
-    return f"{kernels} have no {' or '.join(missing)}; backend='eager' or 'reference' runs every regulariser"
+    return f"{kernels} have no {' or '.join(missing)}; backend='fused' (CPU), 'triton' (CUDA), 'eager' and 'reference' run them"
 
 
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
