@@ -55,7 +55,8 @@ def build_recurrent(
     `lstmlab.LSTM` and `lstmlab.GRU` (zoneout, recurrent_dropout, weight_dropout,
     layer_norm); the RNN takes none."""
     name = cell_name(cell)
-    common = {"num_layers": num_layers, "dropout": dropout, "backend": backend}
+    # the stack drops out between its layers only: with one layer it has nowhere to (and warns)
+    common = {"num_layers": num_layers, "dropout": dropout if num_layers > 1 else 0.0, "backend": backend}
     if name in ("rnn", "rnn-relu"):
         if regularisers:
             raise InvalidArgument("models", next(iter(regularisers)), f"applies to LSTM and GRU cells; got cell {name!r}")
