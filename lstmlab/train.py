@@ -166,16 +166,25 @@ class TrainConfig:
         """Fill dropout and the regularisers left None from the task's, and check them against the cell."""
         owner = "train"
         for name, off in REGULARISERS_OFF.items():
-            if getattr(self, name) is None:
-                setattr(self, name, task.regularisers.get(name, off))
+            if getattr(self, name) is None:  # the task's, where this cell can take it (else off)
+                setattr(self, name, task.regularisers.get(name, off) if self._cell_takes(name) else off)
         for name in ("dropout", "zoneout", "recurrent_dropout", "weight_dropout"):
             setattr(self, name, _checks.probability(owner, name, getattr(self, name)))
         _checks.boolean(owner, "layer_norm", self.layer_norm)
-        used = [name for name, off in REGULARISERS_OFF.items() if getattr(self, name) != off and name != "dropout"]
-        if used and self.cell in ("rnn", "rnn-relu"):
-            raise InvalidArgument(owner, used[0], f"applies to LSTM and GRU cells; got cell {self.cell!r}")
-        if self.layer_norm and self.cell == "gru-before":
-            raise InvalidArgument(owner, "layer_norm", "needs the GRU's reset='after' (cell gru); got cell 'gru-before'")
+        for name, off in REGULARISERS_OFF.items():
+            if getattr(self, name) != off and not self._cell_takes(name):
+                if name == "layer_norm" and self.cell == "gru-before":
+                    raise InvalidArgument(owner, name, "needs the GRU's reset='after' (cell gru); got cell 'gru-before'")
+                raise InvalidArgument(owner, name, f"applies to LSTM and GRU cells; got cell {self.cell!r}")
+
+    def _cell_takes(self, name: str) -> bool:
+        """Whether `cell` has the regulariser `name` (dropout: every cell; the rest: LSTM and GRU;
+        layer_norm: not the GRU with reset before)."""
+        if name == "dropout":
+            return True
+        if self.cell in ("rnn", "rnn-relu"):
+            return False
+        return not (name == "layer_norm" and self.cell == "gru-before")
 
     def regularisers(self) -> dict[str, Any]:
         """The regulariser options of the recurrent module (`lstmlab.LSTM`'s keyword arguments) that are on."""

@@ -402,3 +402,15 @@ def test_a_run_stored_before_the_regularisers_existed_resumes_without_them(monke
     stored = {"task": "adding", "cell": "lstm", "forget_bias": 1.0}  # a config.json without the regulariser keys
     assert TrainConfig.from_dict(stored).check().regularisers() == {"zoneout": 0.1}  # a new run: the task's
     assert TrainConfig.from_stored(stored).check().regularisers() == {}  # the stored run: as it was
+
+
+def test_a_tasks_default_regularisers_apply_where_the_cell_takes_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lstmlab import tasks
+
+    monkeypatch.setattr(type(tasks.get("adding")), "regularisers", {"dropout": 0.1, "zoneout": 0.1, "layer_norm": True})
+    regularisers = lambda cell: TrainConfig(task="adding", cell=cell).check().regularisers()
+    assert regularisers("lstm") == {"zoneout": 0.1, "layer_norm": True}
+    assert regularisers("gru-before") == {"zoneout": 0.1}  # its layer norm does not exist
+    assert regularisers("rnn") == {} and TrainConfig(task="adding", cell="rnn").check().dropout == 0.1
+    with pytest.raises(ValueError, match="train: layer_norm applies to LSTM and GRU cells; got cell 'rnn'"):
+        TrainConfig(task="adding", cell="rnn", layer_norm=True).check()  # asked for: refused, not dropped

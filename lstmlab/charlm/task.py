@@ -45,8 +45,10 @@ class CharLM(Task):
     higher_is_better = False
     forget_bias = 0.0  # measured: a 2 x 256 LSTM on tiny-shakespeare learns faster from 0 than from 1 (docs/charlm.md)
     # measured (docs/charlm.md): without dropout a 2 x 256 LSTM overfits tiny-shakespeare within 15
-    # minutes; weight dropout 0.3 on top of dropout 0.2 was behind at every step of the ablation
-    regularisers: ClassVar[dict[str, Any]] = {"dropout": 0.2}
+    # minutes; with layer normalisation it learns several times faster per step (1.52 nats after 500
+    # steps against 1.81) and ends lower in 15 minutes although each step costs more; weight dropout
+    # and zoneout were behind at every step of the ablation
+    regularisers: ClassVar[dict[str, Any]] = {"dropout": 0.2, "layer_norm": True}
 
     def __init__(self, *, text: str | None = None, seq_len: int = 100, batch_size: int = 64) -> None:
         if text is not None and not isinstance(text, str):
