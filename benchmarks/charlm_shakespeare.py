@@ -56,6 +56,9 @@ def train(args: argparse.Namespace) -> dict:
         lr=args.lr,
         clip=args.clip,
         backend=args.backend,
+        device=args.device,
+        lr_schedule=args.lr_schedule,
+        warmup=args.warmup,
         zoneout=args.zoneout,
         recurrent_dropout=args.recurrent_dropout,
         weight_dropout=args.weight_dropout,
@@ -81,6 +84,7 @@ def train(args: argparse.Namespace) -> dict:
             )
     evals = [json.loads(line) for line in (Path(args.out) / "metrics.jsonl").read_text().splitlines() if line.strip()]
     curve = [(r["seconds"] / 60, r["loss"]) for r in evals if r.get("kind") == "eval"]
+    curve_steps = [r["step"] for r in evals if r.get("kind") == "eval"]
     start = time.perf_counter()
     vocab = trainer.task.vocabulary
     sample = "".join(generate(model_step(trainer.model), vocab, "\n", args.sample_length, 0.8, 0, args.seed))
@@ -90,6 +94,10 @@ def train(args: argparse.Namespace) -> dict:
         "cell": args.cell,
         "dropout": args.dropout,
         "regularisers": regularisers,
+        "lr": args.lr,
+        "lr_schedule": args.lr_schedule,
+        "seed": args.seed,
+        "device": args.device,
         "active_backend": trainer.model.active_backend,
         "parameters": trainer.summary()["parameters"],
         "steps": trainer.step,
@@ -101,6 +109,7 @@ def train(args: argparse.Namespace) -> dict:
         "final_bpc": curve[-1][1] / math.log(2),
         "curve_minutes": [round(m, 3) for m, _ in curve],
         "curve_loss": [round(v, 5) for _, v in curve],
+        "curve_steps": curve_steps,
         "sample": sample,
         "sample_chars_per_second": round(rate),
         "torch_threads": torch.get_num_threads(),
@@ -162,7 +171,10 @@ def main() -> None:
     parser.add_argument("--forget-bias", type=float, default=None, help="initial forget-gate bias (default: the task's, 0)")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--clip", type=float, default=1.0)
+    parser.add_argument("--lr-schedule", default="constant", help="constant, cosine or step over --steps (default: constant)")
+    parser.add_argument("--warmup", type=int, default=0, help="steps of linear learning-rate warm-up (default: 0)")
     parser.add_argument("--backend", default="auto")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--zoneout", type=float, default=None, help="(default: the task's)")
     parser.add_argument("--recurrent-dropout", type=float, default=None, help="(default: the task's)")
     parser.add_argument("--weight-dropout", type=float, default=None, help="(default: the task's)")

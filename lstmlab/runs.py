@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import Tensor
 
 from lstmlab.errors import InvalidArgument, LstmlabError, Unsupported, WrongType
 from lstmlab.models import SequenceModel
@@ -84,15 +83,7 @@ class Run:
             encode_prime(vocab, start)
         except LstmlabError as error:  # named as Run.generate, the method called, not `sample` or `charlm`
             raise error.relabel(owner="Run.generate") from None
-        step = model_step(self.model)
-        if self.device.type != "cpu":  # sampling feeds CPU ids and reads CPU logits
-            on_cpu = step
-
-            def step(ids: Tensor, state: Any) -> tuple[Tensor, Any]:
-                logits, new_state = on_cpu(ids.to(self.device), state)
-                return logits.cpu(), new_state
-
-        drawn = "".join(generate(step, vocab, start, length, temperature, top_k, seed))
+        drawn = "".join(generate(model_step(self.model), vocab, start, length, temperature, top_k, seed))
         return prime + drawn
 
 

@@ -74,9 +74,7 @@ def build(
 
 def numpy_weights(module: torch.nn.Module) -> list[LayerWeights]:
     """The module's weights per layer and direction as float64 NumPy arrays."""
-    return [
-        LayerWeights(*(None if t is None else t.detach().double().numpy().copy() for t in w)) for w in module.layer_weights()
-    ]
+    return [LayerWeights(*(None if t is None else t.detach().double().numpy().copy() for t in w)) for w in module.layer_weights()]
 
 
 def random_like(t: torch.Tensor, seed: int) -> torch.Tensor:

@@ -98,6 +98,16 @@ def test_generate_equals_lstmlab_sample(
     assert len(text) == len(options["prime"]) + options["length"]
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_run_loaded_onto_cuda_generates_the_cpu_text(play: Path, tmp_path: Path) -> None:
+    """The model steps on CUDA, the draws stay on the CPU's seeded generator: greedy text is the CPU's."""
+    train(tmp_path / "run", "charlm", play, steps=4)
+    on_cpu = lstmlab.load(tmp_path / "run").generate("ROMEO", length=40, temperature=0)
+    on_cuda = lstmlab.load(tmp_path / "run", map_location="cuda")
+    assert next(on_cuda.model.parameters()).is_cuda
+    assert on_cuda.generate("ROMEO", length=40, temperature=0) == on_cpu
+
+
 def test_generate_with_no_seed_draws_a_fresh_one(play: Path, tmp_path: Path) -> None:
     train(tmp_path / "run", "charlm", play, steps=2)
     run = lstmlab.load(tmp_path / "run")

@@ -81,8 +81,10 @@ def device(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
 
 
 def pair(cls: type, kwargs: dict[str, Any], device: str, training: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The same module (random weights, float32) on the eager backend (CPU) and on triton (`device`)."""
-    eager = randomize_(cls(INPUT_SIZE, H, **kwargs, backend="eager", dtype=torch.float32))
+    """The same module (random weights, float32) on the eager and the triton backend, both on
+    `device`: the masks come from that device's generator, so the same seed draws the same
+    masks on one device (not across devices, as for torch's dropout)."""
+    eager = randomize_(cls(INPUT_SIZE, H, **kwargs, backend="eager", dtype=torch.float32)).to(device)
     triton = cls(INPUT_SIZE, H, **kwargs, backend="triton", dtype=torch.float32, device=device)
     triton.load_state_dict(eager.state_dict())
     return eager.train(training), triton.train(training)
@@ -104,17 +106,17 @@ def test_matches_eager(case: str, mode: str, device: str) -> None:
     cls, kwargs, packed = CASES[case]
     eager, triton = pair(cls, kwargs, device, mode == "train")
     assert triton.active_backend == "triton"
-    x = make_input(T, B, INPUT_SIZE, torch.float32)
+    x = make_input(T, B, INPUT_SIZE, torch.float32).to(device)
     lengths = LENGTHS if packed else None
     expected = seeded(eager, x, lengths)
     assert_not_trivial(expected)
-    assert_same(seeded(triton, x.to(device), lengths), expected, atol=1e-5, rtol=1e-5)
+    assert_same(seeded(triton, x, lengths), expected, atol=1e-5, rtol=1e-5)
 
     # the regularisers that act change the numbers (the comparison above could fail), and the seed picks the masks
     acting = ("zoneout", "recurrent_dropout") if mode == "train" else ("zoneout",)  # no dropout at evaluation
     plain_kwargs = {k: v for k, v in kwargs.items() if k not in acting}
     if plain_kwargs != kwargs:
-        plain = cls(INPUT_SIZE, H, **plain_kwargs, backend="eager", dtype=torch.float32).train(mode == "train")
+        plain = cls(INPUT_SIZE, H, **plain_kwargs, backend="eager", dtype=torch.float32, device=device).train(mode == "train")
         plain.load_state_dict(eager.state_dict())
         assert not torch.allclose(seeded(plain, x, lengths)["y"], expected["y"])
     if mode == "train" and plain_kwargs != kwargs:
@@ -138,7 +140,7 @@ def run_backend(
     y, final = backends.get(name).run(config, x, lengths, hx, weights, training, masks)
     generator = torch.Generator().manual_seed(5)
     outputs = (y, *final)
-    loss = sum((o * torch.randn(o.shape, generator=generator, dtype=torch.float64).to(o.dtype)).sum() for o in outputs)
+    loss = sum((o * torch.randn(o.shape, generator=generator, dtype=torch.float64).to(o.device, o.dtype)).sum() for o in outputs)
     leaves = [x, *hx, *(t for w in weights for t in w if t is not None)]
     grads = torch.autograd.grad(loss, leaves)
     out = {f"out{k}": o.detach() for k, o in enumerate(outputs)}
@@ -249,9 +251,9 @@ def replay_calls(cls: type, kwargs: dict[str, Any], device: str) -> None:
     each as eager gives with the same masks: a replay never computes with stale masks."""
     for call, mode in enumerate(["train", "train", "train", "eval"]):
         eager, triton = pair(cls, kwargs, device, mode == "train")
-        x = make_input(T, B, INPUT_SIZE, torch.float32) * (1 + call)
+        x = make_input(T, B, INPUT_SIZE, torch.float32).to(device) * (1 + call)
         expected = seeded(eager, x, LENGTHS, seed=call)
-        assert_same(seeded(triton, x.to(device), LENGTHS, seed=call), expected, atol=1e-5, rtol=1e-5)
+        assert_same(seeded(triton, x, LENGTHS, seed=call), expected, atol=1e-5, rtol=1e-5)
 
 
 @needs_triton

@@ -105,10 +105,14 @@ def default_prime(vocab: Vocabulary) -> str:
 
 
 def model_step(model: torch.nn.Module) -> Step:
-    """The `Step` of a `lstmlab.models.SequenceModel` with token inputs, run in eval mode."""
+    """The `Step` of a `lstmlab.models.SequenceModel` with token inputs, run in eval mode on
+    the model's device; the logits come back on the CPU, where the draws are made (so a
+    model on CUDA gives the text the same model gives on the CPU, but for rounding)."""
     model.eval()
+    device = next(model.parameters()).device
 
     def step(ids: Tensor, state: Any) -> tuple[Tensor, Any]:
-        return model(ids, state)
+        logits, state = model(ids.to(device), state)
+        return logits.cpu(), state
 
     return step
