@@ -11,7 +11,8 @@ independent of how busy the machine is; what a setting costs per step on the CPU
 measured apart (docs/charlm.md). Settings run seed by seed (every setting's first seed
 first), and the JSON file is rewritten as each run ends, so a stopped ablation keeps what
 it measured. The Markdown table of the final and best validation losses (mean, spread and
-each seed) goes to stdout; `--plot` draws the mean validation curve of each setting
+each seed, and Welch's t-test of each setting's final losses against `--baseline`'s) goes
+to stdout; `--plot` draws the mean validation curve of each setting
 against steps, with the range over seeds shaded.
 
 `--report FILE.json` prints the table (and `--plot`s) of a finished ablation again.
@@ -27,6 +28,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+
+from lstmlab.experiments.papers.stats import welch
 
 SCRIPT = Path(__file__).with_name("charlm_shakespeare.py")
 
@@ -68,9 +71,11 @@ def run_one(args: argparse.Namespace, setting: str, seed: int) -> dict:
     }
 
 
-def summary(runs: list[dict]) -> list[dict]:
-    """One row per setting: final and best validation losses over its seeds."""
+def summary(runs: list[dict], baseline: str = "ln") -> list[dict]:
+    """One row per setting: final and best validation losses over its seeds, and Welch's
+    t-test of its final losses against the `baseline` setting's (where both have 2+ seeds)."""
     rows = []
+    base = [r["final_loss"] for r in runs if r["setting"] == baseline and "error" not in r]
     for setting in dict.fromkeys(run["setting"] for run in runs):
         done = sorted((r for r in runs if r["setting"] == setting and "error" not in r), key=lambda r: r["seed"])
         finals = [r["final_loss"] for r in done]
@@ -83,20 +88,28 @@ def summary(runs: list[dict]) -> list[dict]:
                 "final_sd": statistics.stdev(finals) if len(finals) > 1 else None,
                 "finals": finals,
                 "best_mean": statistics.fmean(r["best_loss"] for r in done) if done else None,
+                "against": baseline,
+                "welch_p": welch(finals, base).p if setting != baseline and min(len(finals), len(base)) > 1 else None,
             }
         )
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| setting | seeds | final loss, mean | sd | each seed | best loss, mean |", "|---|---:|---:|---:|---|---:|"]
+    against = rows[0]["against"] if rows else ""
+    lines = [
+        f"| setting | seeds | final loss, mean | sd | each seed | best loss, mean | Welch's p against {against} |",
+        "|---|---:|---:|---:|---|---:|---:|",
+    ]
     for row in rows:
         if not row["seeds"]:
-            lines.append(f"| {row['setting']} | 0 ({row['failed']} failed) | – | – | – | – |")
+            lines.append(f"| {row['setting']} | 0 ({row['failed']} failed) | – | – | – | – | – |")
             continue
         sd = f"{row['final_sd']:.3f}" if row["final_sd"] is not None else "–"
         each = ", ".join(f"{v:.3f}" for v in row["finals"])
-        lines.append(f"| {row['setting']} | {row['seeds']} | {row['final_mean']:.3f} | {sd} | {each} | {row['best_mean']:.3f} |")
+        p = f"{row['welch_p']:.2g}" if row["welch_p"] is not None else "–"
+        mean, best = f"{row['final_mean']:.3f}", f"{row['best_mean']:.3f}"
+        lines.append(f"| {row['setting']} | {row['seeds']} | {mean} | {sd} | {each} | {best} | {p} |")
     return "\n".join(lines)
 
 
@@ -132,7 +145,7 @@ def plot(runs: list[dict], path: str, title: str) -> None:
 def write(path: str | None, args: argparse.Namespace, runs: list[dict]) -> None:
     if path:
         settings = {key: value for key, value in vars(args).items() if key not in ("report", "plot", "json_out")}
-        document = {"settings": settings, "summary": summary(runs), "runs": runs}
+        document = {"settings": settings, "summary": summary(runs, args.baseline), "runs": runs}
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(document, indent=1) + "\n")
 
@@ -152,12 +165,13 @@ def main() -> None:
     parser.add_argument("--out", default="runs/ablation", help="where the run directories go")
     parser.add_argument("--json-out", default=None, help="write the settings, summary and every run's curve here")
     parser.add_argument("--plot", default=None, help="write the mean validation curves to this PNG")
+    parser.add_argument("--baseline", default="ln", choices=list(SETTINGS), help="the setting the others are tested against")
     parser.add_argument("--report", default=None, metavar="FILE.json", help="summarise a finished ablation instead")
     args = parser.parse_args()
     if args.report:
         document = json.loads(Path(args.report).read_text())
         runs = document["runs"]
-        print(table(summary(runs)))
+        print(table(summary(runs, args.baseline)))
         if args.plot:
             plot(runs, args.plot, _title(document["settings"]))
         return
@@ -179,7 +193,7 @@ def main() -> None:
                 status = f"final {run['final_loss']:.4f}, best {run['best_loss']:.4f}"
             print(f"[{len(runs)}/{len(jobs)}] {run['setting']} seed {run['seed']}: {status}", file=sys.stderr, flush=True)
             write(args.json_out, args, runs)
-    print(table(summary(runs)))
+    print(table(summary(runs, args.baseline)))
     if args.plot:
         plot(runs, args.plot, _title(vars(args)))
 

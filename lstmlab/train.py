@@ -40,7 +40,9 @@ run directory and owns its lock; config.json records `world_size` and `dist_back
 a resume must have the run's number of processes. See `lstmlab.distributed`.
 
 Learning rate: `lr` shaped by `lr_schedule` and `warmup` (`lstmlab.schedule`), set
-before each update from the step alone, so a resumed run gets the same rates.
+before each update from the step and, in a run with `max_minutes`, the share of the budget
+spent (the processes of a multi-process run use the time they agreed on at the last step),
+so that a schedule spans the budget; a resumed run continues the schedule where it was.
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ class TrainConfig:
     stop_when_solved: bool = True
     device: str = "cpu"
     max_minutes: float | None = None  # wall-clock budget of the run (resumes included); None: none
-    lr_schedule: str = "constant"  # `lstmlab.schedule.SCHEDULES`
+    lr_schedule: str | None = None  # `lstmlab.schedule.SCHEDULES`; None: the task's (`Task.lr_schedule`)
     warmup: int = 0  # steps of linear warm-up of the learning rate
 
     def check(self) -> TrainConfig:
@@ -133,7 +135,8 @@ class TrainConfig:
             _checks.positive_int(owner, name, getattr(self, name))
         _checks.non_negative_int(owner, "checkpoint_every", self.checkpoint_every)
         _checks.non_negative_int(owner, "warmup", self.warmup)
-        _checks.one_of(owner, "lr_schedule", self.lr_schedule, SCHEDULES)
+        if self.lr_schedule is not None:
+            _checks.one_of(owner, "lr_schedule", self.lr_schedule, SCHEDULES)
         if self.max_minutes is not None and (
             isinstance(self.max_minutes, bool)
             or not isinstance(self.max_minutes, (int, float))
@@ -150,6 +153,8 @@ class TrainConfig:
         task = tasks.get(self.task, **self.task_options)
         if self.forget_bias is None:
             self.forget_bias = task.forget_bias
+        if self.lr_schedule is None:
+            self.lr_schedule = task.lr_schedule
         self._check_regularisers(task)
         for name in ("lr", "weight_decay", "clip", "forget_bias"):
             value = getattr(self, name)
@@ -674,8 +679,9 @@ class Trainer:
                 norm = float(nn.utils.clip_grad_norm_(params, clip))
                 if not math.isfinite(norm):
                     raise self._diverged("gradient norm", norm)
+                rate = learning_rate(config.lr, config.lr_schedule, self.step, config.steps, config.warmup, self.budget_spent())
                 for group in self.optimizer.param_groups:
-                    group["lr"] = learning_rate(config.lr, config.lr_schedule, self.step, config.steps, config.warmup)
+                    group["lr"] = rate
                 with deferred_interrupts():  # the update and its records, whole or not at all
                     self._in_update = True
                     self.optimizer.step()
@@ -729,6 +735,10 @@ class Trainer:
         shard = batch.shard(self.world.rank, self.world.size)
         terms, total = self.task.loss_terms(shard), self.task.loss_terms(batch)
         return shard, 1.0 if terms * self.world.size == total else terms * self.world.size / total
+
+    def budget_spent(self) -> float:
+        """The share of the wall-clock budget (`max_minutes`) used by the last finished step; 0 without one."""
+        return 0.0 if self.config.max_minutes is None else self.seconds / (self.config.max_minutes * 60)
 
     def out_of_time(self) -> bool:
         """Whether the run's wall-clock budget (`max_minutes`, resumes included) is spent."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,47 @@ def test_the_trainer_updates_with_the_scheduled_rates(tmp_path: Path) -> None:
     assert seen == pytest.approx([learning_rate(0.01, "cosine", s, 6, 2) for s in range(6)])
     assert seen[:3] == pytest.approx([0.005, 0.01, 0.01])  # warm-up, then the top of the cosine
     assert seen[-1] < seen[3] < seen[2]
+
+
+def test_a_wall_clock_budget_stretches_the_schedule_over_itself() -> None:
+    # cosine with half of the budget spent: half way down, whatever the step
+    assert learning_rate(0.1, "cosine", 0, 1000, spent=0.5) == pytest.approx(0.05)
+    assert learning_rate(0.1, "cosine", 750, 1000, spent=0.5) == pytest.approx(learning_rate(0.1, "cosine", 750, 1000))
+    assert learning_rate(0.1, "step", 0, 1000, spent=0.8) == pytest.approx(0.001)
+    assert learning_rate(0.1, "constant", 0, 1000, spent=0.9) == 0.1
+    assert learning_rate(0.1, "cosine", 0, 1000, warmup=10, spent=0.5) == pytest.approx(0.01)  # warm-up counts steps
+    assert learning_rate(0.1, "cosine", 20, 1000, spent=2.0) == 0.0  # past the budget: the end of the schedule
+
+
+def test_the_trainer_passes_the_share_of_the_budget_spent(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lstmlab.train as train_module
+
+    trainers: list[Trainer] = []
+    calls: list[tuple[int, float, float]] = []  # (step, spent passed, the trainer's seconds at the time)
+
+    def spy(lr: float, schedule: str, step: int, steps: int, warmup: int = 0, spent: float = 0.0) -> float:
+        calls.append((step, spent, trainers[-1].seconds))
+        return learning_rate(lr, schedule, step, steps, warmup, spent)
+
+    monkeypatch.setattr(train_module, "learning_rate", spy)
+    config = TrainConfig(task="adding", task_options={"seq_len": 8}, hidden=4, lr_schedule="cosine", steps=5, max_minutes=10)
+    trainers.append(Trainer(config))
+    for _ in trainers[-1].run():
+        pass
+    assert [step for step, _, _ in calls] == list(range(5))
+    assert all(spent == seconds / 600 for _, spent, seconds in calls)  # the time of the last finished step
+    assert calls[0][1] == 0.0 and all(0 < a[1] < b[1] for a, b in zip(calls[1:], calls[2:]))
+    calls.clear()
+    trainers.append(Trainer(replace(config, max_minutes=None)))
+    for _ in trainers[-1].run():
+        pass
+    assert {spent for _, spent, _ in calls} == {0.0}
+
+
+def test_the_schedule_defaults_to_the_tasks() -> None:
+    assert TrainConfig(task="charlm").check().lr_schedule == "cosine"
+    assert TrainConfig(task="adding").check().lr_schedule == "constant"
+    assert TrainConfig(task="charlm", lr_schedule="constant").check().lr_schedule == "constant"
 
 
 def test_schedule_flags_reach_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

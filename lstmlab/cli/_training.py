@@ -173,11 +173,12 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, steps: int = 5000
     parser.add_argument("--lr", type=float, default=3e-3, action=given, help="learning rate (default: 3e-3)")
     parser.add_argument(
         "--lr-schedule",
-        default="constant",
+        default=None,
         choices=SCHEDULES,
         action=given,
-        help="learning rate over the steps: constant; cosine down to 0 at --steps; step: /10 at half, /100 at three "
-        "quarters of --steps (default: constant)",
+        help="learning rate over the run: constant; cosine down to 0 at --steps; step: /10 at half, /100 at three "
+        "quarters of --steps; with --max-minutes, over the steps or the budget, whichever ends first "
+        "(default: the task's: cosine for charlm, constant for the others)",
     )
     parser.add_argument(
         "--warmup", type=int, default=0, action=given, help="steps over which the learning rate rises linearly first (default: 0)"

@@ -167,6 +167,8 @@ class Task(ABC):
     forget_bias: float = 1.0
     """The forget-gate bias `lstmlab train` starts LSTMs at for this task unless told
     (1: a forget gate that starts mostly open carries the gradient across long lags)."""
+    lr_schedule: str = "constant"
+    """The learning-rate schedule (`lstmlab.schedule`) `lstmlab train` uses for this task unless told."""
     regularisers: ClassVar[dict[str, Any]] = {}
     """`TrainConfig`'s regulariser fields (dropout, zoneout, recurrent_dropout, weight_dropout,
     layer_norm) this task trains with unless told; those it does not name are off."""
