@@ -56,6 +56,7 @@ def plan(quick: bool, seeds: int, hidden: int = 64) -> list[Run]:
                 hidden=hidden,
                 lr=1e-2,
                 forget_bias=1.0,
+                layer_norm=False,
                 backend="fused",
                 steps=1_000_000,
                 seed=seed,

@@ -69,6 +69,7 @@ def plan(quick: bool, seeds: int) -> list[Run]:
                     hidden=budget["hidden"],
                     lr=1e-2,
                     forget_bias=1.0,
+                    layer_norm=False,  # the plain cells (the 1997 tasks default to layer norm)
                     backend="fused",
                     steps=budget["steps"],
                     seed=seed,

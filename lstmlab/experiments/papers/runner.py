@@ -30,15 +30,17 @@ After = Callable[["Run", Trainer], dict[str, Any]]
 class Run:
     """One training run of a paper's experiment: `experiment` (a key of the paper's table),
     `cell`, `seed` and the full `config` (its `cell` and `seed` are these); `weight` is its
-    share of the budget relative to the other runs."""
+    share of the budget relative to the other runs; `label` names the cell in the tables
+    where one cell is run in two settings (default: the config's cell)."""
 
     experiment: str
     config: TrainConfig
     weight: float = 1.0
+    label: str | None = None
 
     @property
     def cell(self) -> str:
-        return self.config.cell
+        return self.label or self.config.cell
 
     @property
     def seed(self) -> int:
@@ -67,6 +69,7 @@ def outcome(run: Run, trainer: Trainer) -> dict[str, Any]:
         "hidden": run.config.hidden,
         "lr": run.config.lr,
         "forget_bias": run.config.forget_bias,
+        "layer_norm": run.config.layer_norm,
         "batch_size": batch,
         "steps": summary["steps"],
         "solved": summary["solved"],
