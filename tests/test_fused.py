@@ -220,6 +220,43 @@ def test_inference_equals_training_forward(case: str, dtype: torch.dtype, two_th
             torch.testing.assert_close(a, b.detach())
 
 
+STACK_EXTRAS = {"plain": {}, "layer-norm": {"layer_norm": True}, "projection": {"proj_size": 3}}
+
+
+@pytest.mark.parametrize("extra", STACK_EXTRAS)
+@pytest.mark.parametrize("case", CASES)
+def test_inference_of_a_stack_is_one_call_and_equals_the_training_forward(
+    case: str, extra: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three layers without gradients, at T = 1 and 5: one call of the extension's `infer`
+    (never the op layer by layer), the same numbers as the forward that saves for backward;
+    a bidirectional stack still goes layer by layer."""
+    family, _ = CASES[case]
+    kwargs = STACK_EXTRAS[extra]
+    if kwargs and family != "LSTM" and not (case == "GRU-after" and "layer_norm" in kwargs):
+        pytest.skip(f"{case} has no {', '.join(kwargs)}")
+    module = build(case, "fused", num_layers=3, **kwargs)
+    layers = []
+    original = custom_ops.layer
+    monkeypatch.setattr(custom_ops, "layer", lambda args: layers.append(1) or original(args))
+    for steps in (1, T):
+        x = torch.randn(steps, B, I, dtype=torch.float64)
+        state = tuple(torch.randn(3, B, n, dtype=torch.float64) for n in module.config.state_sizes)
+        hx = state if len(state) > 1 else state[0]
+        with torch.no_grad():
+            inferred = module(x, hx)
+        assert not layers
+        trained = module(x, hx)
+        assert len(layers) == 3
+        layers.clear()
+        for a, b in zip(torch.utils._pytree.tree_leaves(inferred), torch.utils._pytree.tree_leaves(trained), strict=True):
+            torch.testing.assert_close(a, b.detach(), rtol=1e-12, atol=1e-12)
+    both_ways = build(case, "fused", num_layers=2, bidirectional=True)
+    with torch.no_grad():
+        both_ways(torch.randn(T, B, I, dtype=torch.float64))
+    assert len(layers) == 4
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 def test_inference_equals_torch_lstm(dtype: torch.dtype, two_threads: object) -> None:
     """The standard cell's no-grad forward on the fused backend against torch's nn.LSTM."""

@@ -1,6 +1,7 @@
-"""One step: what "auto" runs at T = 1 (torch's cell ops for the cells torch has, the eager
-step for the others), that it gives torch's values and the reference's for every cell,
-forward and backward, and that the bench's step table runs."""
+"""One step: what "auto" runs at T = 1 (torch's cell ops for the cells torch has, the fused
+extension for their stacks and for the other cells), that it gives torch's values and the
+reference's for every cell, forward and backward, in inference too, and that the bench's
+step table runs."""
 
 from __future__ import annotations
 
@@ -80,22 +81,29 @@ def cell_state(cell: nn.Module, batch: int | None, seed: int = 2) -> tuple[torch
 # -- the choice ------------------------------------------------------------------------
 
 
-def test_auto_order_at_one_step_puts_torch_cell_ops_then_the_eager_step_first() -> None:
-    torch_has = [StackConfig(LSTMSpec(), 4, 8), StackConfig(GRUSpec(), 4, 8), StackConfig(RNNSpec("relu"), 4, 8, num_layers=2)]
-    for config in torch_has:
-        assert backends.auto_order(config, "cpu", steps=1) == ("native", "eager", "fused")
+def test_auto_order_at_one_step_puts_torch_cell_ops_or_the_fused_extension_first() -> None:
+    torch_cells = [StackConfig(LSTMSpec(), 4, 8), StackConfig(GRUSpec(), 4, 8), StackConfig(RNNSpec("relu"), 4, 8)]
+    for config in torch_cells + [StackConfig(LSTMSpec(), 4, 8, num_layers=2, bidirectional=True)]:
+        assert backends.auto_order(config, "cpu", steps=1) == ("native", "fused", "eager")
+    for spec in (LSTMSpec(), GRUSpec(), RNNSpec("relu")):  # a stack: one call of the extension for every layer
+        assert backends.auto_order(StackConfig(spec, 4, 8, num_layers=2), "cpu", steps=1) == ("fused", "native", "eager")
     for spec in (spec_from_flags("peephole"), spec_from_flags("CIFG"), spec_from_flags("FGR"), GRUSpec(reset="before")):
-        assert backends.auto_order(StackConfig(spec, 4, 8), "cpu", steps=1) == ("eager", "fused")
+        assert backends.auto_order(StackConfig(spec, 4, 8), "cpu", steps=1) == ("fused", "eager")
     # many steps: as measured for sequences, never eager first
-    for config in torch_has + [StackConfig(spec_from_flags("peephole"), 4, 8)]:
+    for config in torch_cells + [StackConfig(spec_from_flags("peephole"), 4, 8)]:
         assert backends.auto_order(config, "cpu")[0] in ("fused", "native")
         assert backends.auto_order(config, "cpu", steps=None) == backends.auto_order(config, "cpu")
+
+
+def _variant_backend() -> str:
+    """What "auto" runs a cell torch lacks on at one step: fused, or eager where it cannot be built."""
+    return "eager" if backends.get("fused").unavailable() else "fused"
 
 
 @pytest.mark.parametrize("case", list(CELL_CASES))
 def test_cells_run_on_the_one_step_backend(case: str) -> None:
     cell = make_cell(case)
-    expected = "native" if case in TORCH_CELLS else "eager"
+    expected = "native" if case in TORCH_CELLS else _variant_backend()
     assert cell.active_backend == expected
     assert cell._backend_for(torch.zeros(1, INPUT_SIZE, dtype=torch.float64), 1).name == expected
 
@@ -126,15 +134,19 @@ def test_a_stack_takes_the_one_step_path_at_t1_only(monkeypatch: pytest.MonkeyPa
 
 
 def test_auto_stack_chooses_by_t(monkeypatch: pytest.MonkeyPatch) -> None:
-    peephole = build("LSTM-vanilla", num_layers=2)
-    eager_layer = _count_calls(monkeypatch, backends.get("eager"), "layer")
+    lstm = build("LSTM-NP", num_layers=2)
+    native_step = _count_calls(monkeypatch, torch, "lstm_cell")
     fused_layer = _count_calls(monkeypatch, backends.get("fused"), "layer")
     x = make_input(1, B, INPUT_SIZE, torch.float64)
-    peephole(x)
-    assert (len(eager_layer), len(fused_layer)) == (2, 0)
-    if backends.get("fused").unsupported(peephole.config, x) is None:
-        peephole(make_input(4, B, INPUT_SIZE, torch.float64))
-        assert (len(eager_layer), len(fused_layer)) == (2, 2)
+    expected = "native" if backends.get("fused").unavailable() else "fused"
+    assert lstm._backend_for(x, 1).name == expected
+    lstm(x)  # with gradients: the fused op layer by layer
+    assert (len(native_step), len(fused_layer)) == ((2, 0) if expected == "native" else (0, 2))
+    if expected == "fused":
+        with torch.no_grad():
+            lstm(x)  # inference: one call of the extension for both layers
+        assert len(fused_layer) == 2
+    assert build("LSTM-NP", num_layers=2, bidirectional=True)._backend_for(x, 1).name == "native"
 
 
 def test_the_choice_follows_a_change_of_backend_or_cell() -> None:
@@ -142,11 +154,12 @@ def test_the_choice_follows_a_change_of_backend_or_cell() -> None:
     x = torch.zeros(1, INPUT_SIZE, dtype=torch.float64)
     assert gru._backend_for(x, 1).name == "native"
     gru.reset = "before"  # torch has no such cell
-    assert gru._backend_for(x, 1).name == "eager" and gru.active_backend == "eager"
+    variant = _variant_backend()
+    assert gru._backend_for(x, 1).name == variant and gru.active_backend == variant
     gru.backend = "reference"
     assert gru._backend_for(x, 1).name == "reference"
     gru.backend = "auto"
-    assert gru._backend_for(x, 1).name == "eager"
+    assert gru._backend_for(x, 1).name == variant
 
 
 # -- the values ------------------------------------------------------------------------
@@ -191,7 +204,7 @@ def test_stacks_at_t1_match_the_reference_forward_and_backward(case: str) -> Non
     module = build(case, num_layers=2, bidirectional=True)
     x = make_input(1, B, INPUT_SIZE, torch.float64)
     state = make_state(module, B)
-    assert module._backend_for(x, 1).name in ("native", "eager")
+    assert module._backend_for(x, 1).name in ("native", "fused", "eager")
     expected = run_with_grads(with_backend(module, "reference", x), x, state)
     assert_not_trivial(expected)
     assert_same(run_with_grads(module, x, state), expected, atol=ATOL)
@@ -209,6 +222,57 @@ def test_stacks_at_t1_match_torch_forward_and_backward(torch_class: type) -> Non
     h_n = final[0] if isinstance(final, tuple) else final
     y.add_(1.0)  # the output is a tensor of its own: writing to it leaves the state alone
     torch.testing.assert_close(h_n, run_with_grads(theirs, x, state)["s0"])
+
+
+def _assert_outputs_equal(actual: Any, expected: Any) -> None:
+    """Every tensor of two modules' outputs (nested tuples) agrees to ATOL, and something is not zero."""
+    got, want = torch.utils._pytree.tree_leaves(actual), torch.utils._pytree.tree_leaves(expected)
+    assert len(got) == len(want) and any(t.abs().max() > 0 for t in want)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("case", list(CELL_CASES))
+def test_cells_in_inference_match_the_reference(case: str) -> None:
+    """Without gradients "auto" takes the fused extension's single step for the cells torch lacks."""
+    ours = make_cell(case)
+    reference = make_cell(case, backend="reference")
+    x = make_input(1, B, INPUT_SIZE, torch.float64)[0]
+    state = cell_state(ours, B)
+    with torch.no_grad():
+        for inp, hx in ((x, state), (x[0], tuple(s[0] for s in state))):
+            hx = hx if len(hx) > 1 else hx[0]
+            _assert_outputs_equal(ours(inp, hx), reference(inp, hx))
+
+
+@pytest.mark.parametrize("case", list(TORCH_CELLS))
+def test_fused_cells_in_inference_match_torch(case: str) -> None:
+    flags = CELL_CASES[case][1]
+    kwargs = {key: flags[key] for key in ("bias", "nonlinearity") if key in flags}
+    theirs = randomize_(TORCH_CELLS[case](INPUT_SIZE, 4, **kwargs, dtype=torch.float64))
+    ours = type(make_cell(case)).from_torch(theirs)
+    ours.backend = "fused"
+    x = make_input(1, B, INPUT_SIZE, torch.float64)[0]
+    state = cell_state(ours, B)
+    hx = state if len(state) > 1 else state[0]
+    with torch.no_grad():
+        _assert_outputs_equal(ours(x, hx), theirs(x, hx))
+        _assert_outputs_equal(ours(x[1], None), theirs(x[1], None))
+
+
+@pytest.mark.parametrize("steps", [1, 4])
+@pytest.mark.parametrize("torch_class", [nn.LSTM, nn.GRU, nn.RNN])
+def test_stacks_in_inference_match_torch(torch_class: type, steps: int) -> None:
+    """Three layers without gradients: at T = 1 "auto" runs the fused extension's whole-stack call."""
+    theirs = randomize_(torch_class(INPUT_SIZE, 4, num_layers=3, dtype=torch.float64))
+    ours = getattr(lstmlab, torch_class.__name__).from_torch(theirs)
+    x = make_input(steps, B, INPUT_SIZE, torch.float64)
+    state = make_state(ours, B)
+    hx = state if len(state) > 1 else state[0]
+    with torch.no_grad():
+        _assert_outputs_equal(ours(x, hx), theirs(x, hx))
+        ours.backend = "fused"
+        _assert_outputs_equal(ours(x, hx), theirs(x, hx))
 
 
 def test_the_one_step_path_needs_no_grad_to_run_and_keeps_the_graph_when_grad_is_on() -> None:
@@ -248,8 +312,8 @@ def test_step_table_runs_at_a_tiny_size() -> None:
     assert ("LSTMCell", "nn.LSTMCell") in cases and ("GRU 2 layers, T=1", "nn.GRU at T=1") in cases
     assert ("LSTM 2 layers, T=1", "2 x nn.LSTMCell") in cases and ("RNNCell", "nn.RNNCell") in cases
     assert all(t.lstmlab_us > 0 and t.torch_us > 0 and t.ratio > 0 for t in timings)
-    backend = {t.case: t.backend for t in timings if t.backend != "fused"}
-    assert backend["LSTMCell"] == "native" and backend["LSTMCell(peephole=True)"] == "eager"
+    backend = {t.case: t.backend for t in timings}
+    assert backend["LSTMCell"] == "native" and backend["LSTMCell(peephole=True)"] == _variant_backend()
     assert step.sample_rate(hidden=4, length=5, repeats=1) > 0
 
 

@@ -115,11 +115,13 @@ def auto_order(
     """Backends "auto" tries for `config` on a device of type `device`, fastest first,
     for an input of `steps` time steps (None: many).
 
-    - "cpu", one step (steps=1: every *Cell, and a stack fed one step at a time):
-      native (torch's cell ops) for the cells torch has, then eager, then fused; eager
-      (one call of the cell's step) for the others, then fused. A sequence kernel's
-      call costs more than a step at small sizes (the step-latency table of
-      `lstmlab bench --step`, benchmarks/RESULTS.md).
+    - "cpu", one step (steps=1: every *Cell, and a stack fed one step at a time): for
+      the cells torch has, one layer, native (torch's cell op) first; a unidirectional
+      stack of several layers, fused first (in inference, one call of the extension for
+      every layer; native steps the layers from Python); then the other of the two, then
+      eager. The cells torch lacks: fused (in inference one call of the extension's
+      single step), then eager. The step-latency table of `lstmlab bench --step`,
+      benchmarks/RESULTS.md, measured these orders.
     - "cpu": fused and native (for the cells torch has), in the order FUSED_OVER_NATIVE
       measured at the nearest hidden size; then eager.
     - "cuda": triton first only where TRITON_OVER_BEST_CUDA measured it faster than the
@@ -135,7 +137,10 @@ def auto_order(
     TRITON_OVER_BEST_CUDA): the rule is a function of its arguments only.
     """
     if device == "cpu" and steps == 1:
-        return ("native", "eager", "fused") if _torch_kind(config) is not None else ("eager", "fused")
+        if _torch_kind(config) is None:
+            return ("fused", "eager")
+        stack = config.num_layers > 1 and not config.bidirectional
+        return ("fused", "native", "eager") if stack else ("native", "fused", "eager")
     if device == "cpu":
         kind = _torch_kind(config)
         if kind is None:

@@ -1,6 +1,9 @@
-"""The fused backend: the C++ kernels (csrc/), one layer and direction per call."""
+"""The fused backend: the C++ kernels (csrc/), one layer and direction per call; inference
+of a whole stack, or of one step, in one call."""
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import torch
 
@@ -32,6 +35,39 @@ class FusedBackend(LayeredBackend):
     def unavailable(self) -> str | None:
         """Why the kernels cannot run on this machine at all (no compiler, ...), or None."""
         return loader.error() or None
+
+    def run(
+        self,
+        config: StackConfig,
+        x: torch.Tensor,
+        lengths: torch.Tensor | None,
+        hx: tuple[torch.Tensor, ...],
+        weights: list[LayerWeights],
+        training: bool,
+        masks: list[LayerMasks] | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Inference of a stack running forward in time is one call of the extension's `infer`
+        (every layer, past the op's dispatch); the rest goes layer by layer through the op."""
+        if lengths is None and masks is None and not config.bidirectional and (not training or config.dropout == 0):
+            if _inference(x, hx, weights):
+                cell, flags = _op_codes(config.spec)
+                out = loader.load().infer(x, hx, [t for w in weights for t in w], cell, flags)
+                return out[0], tuple(out[1:])
+        return super().run(config, x, lengths, hx, weights, training, masks)
+
+    def step(
+        self,
+        config: StackConfig,
+        x: torch.Tensor,
+        state: tuple[torch.Tensor, ...],
+        w: LayerWeights,
+        training: bool,
+    ) -> tuple[torch.Tensor, ...]:
+        """Inference: one call of the extension's `infer_step`; with gradients, the op on a sequence of one step."""
+        if _inference(x, state, (w,)):
+            cell, flags = _op_codes(config.spec)
+            return tuple(loader.load().infer_step(x, state, w, cell, flags))
+        return super().step(config, x, state, w, training)
 
     def layer(
         self,
@@ -67,3 +103,21 @@ class FusedBackend(LayeredBackend):
         if fgr:
             return out.y, (out.h_n, out.c_n, out.a_n)
         return out.y, ((out.h_n, out.c_n) if lstm else (out.h_n,))
+
+
+def _inference(x: torch.Tensor, state: tuple[torch.Tensor, ...], weights: tuple[LayerWeights, ...] | list[LayerWeights]) -> bool:
+    """Whether a forward call may go past the op to the extension's inference entry points:
+    nothing would be saved for backward, and nobody (torch.compile, export, a mode) watches for the op."""
+    if torch.is_grad_enabled():
+        if x.requires_grad or any(s.requires_grad for s in state):
+            return False
+        if any(t is not None and t.requires_grad for w in weights for t in w):
+            return False
+    return custom_ops.may_skip_dispatch(x)
+
+
+@lru_cache(maxsize=64)
+def _op_codes(spec: CellSpec) -> tuple[int, tuple[int, ...]]:
+    """`schema.encode` as plain ints (an IntEnum costs a call about 6 us), once per cell spec."""
+    cell, flags = encode(spec)
+    return int(cell), tuple(int(f) for f in flags)

@@ -148,10 +148,15 @@ def _kernel(args: ForwardInputs) -> tuple[Tensor, ...]:
 
 def _straight_to_kernel(args: ForwardInputs) -> bool:
     """Whether `layer` may skip the op's dispatch: nothing is saved, so the op's autograd
-    has nothing to record, and nobody (torch.compile, export, a mode) watches for the op."""
+    has nothing to record, and `may_skip_dispatch`."""
+    return not args.save and may_skip_dispatch(args.x)
+
+
+def may_skip_dispatch(x: Tensor) -> bool:
+    """Whether a call on input x may go straight to the extension: x is a plain tensor and
+    nobody (torch.compile, export, a torch function or dispatch mode) watches for the op."""
     return (
-        not args.save
-        and type(args.x) is Tensor
+        type(x) is Tensor
         and not torch.compiler.is_compiling()
         and torch._C._len_torch_dispatch_stack() == 0
         and not torch._C._is_torch_function_mode_enabled()

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from torch import Tensor
 
-from lstmlab.cells import CellSpec, GRUSpec, LSTMSpec
+from lstmlab.cells import CellSpec, GRUSpec, LayerWeights, LSTMSpec
 
 Shape = tuple[int, ...]
 
@@ -254,6 +254,7 @@ def mismatches(extension: ModuleType) -> list[str]:
         "backward_argument_names": list(BackwardInputs._fields),
         "forward_result_names": list(ForwardResult._fields),
         "backward_result_names": list(BackwardResult._fields),
+        "layer_weight_names": list(LayerWeights._fields),  # as `infer` takes each layer's weights
     }
     lines = []
     for name, expected in ours.items():

@@ -53,6 +53,11 @@ namespace lstmlab {
   X(hs) X(cs) X(gates) X(extra) X(acts) X(ms) X(cell) X(flags) X(need_dx) X(recurrent_mask) X(zoneout_h) X(zoneout_c) \
   X(w_ln_ih) X(w_ln_hh) X(w_ln_c) X(b_ln_c) X(wx) X(uh)
 
+// One layer's weights as the inference entry points (infer, infer_step) take them: the
+// fields of lstmlab.cells.LayerWeights in order, absent ones None.
+#define LSTMLAB_LAYER_WEIGHTS(X) \
+  X(w_ih) X(w_hh) X(b_ih) X(b_hh) X(w_hr) X(w_ch) X(w_gh) X(w_ln_ih) X(w_ln_hh) X(w_ln_c) X(b_ln_c)
+
 #define LSTMLAB_ENUM(name) name,
 #define LSTMLAB_NAME(name) #name,
 #define LSTMLAB_FIELD(name) Tensor name;
@@ -68,6 +73,9 @@ struct GRUFlag {
 struct RNNFlag {
   enum : size_t { LSTMLAB_RNN_FLAGS(LSTMLAB_ENUM) count };
 };
+struct LayerWeight {
+  enum : size_t { LSTMLAB_LAYER_WEIGHTS(LSTMLAB_ENUM) count };
+};
 
 inline std::vector<std::string> cell_names() { return {LSTMLAB_CELLS(LSTMLAB_NAME)}; }
 inline std::vector<std::string> lstm_flag_names() { return {LSTMLAB_LSTM_FLAGS(LSTMLAB_NAME)}; }
@@ -77,6 +85,7 @@ inline std::vector<std::string> forward_argument_names() { return {LSTMLAB_FORWA
 inline std::vector<std::string> backward_argument_names() { return {LSTMLAB_BACKWARD_ARGS(LSTMLAB_NAME)}; }
 inline std::vector<std::string> forward_result_names() { return {LSTMLAB_FORWARD_RESULTS(LSTMLAB_NAME)}; }
 inline std::vector<std::string> backward_result_names() { return {LSTMLAB_BACKWARD_RESULTS(LSTMLAB_NAME)}; }
+inline std::vector<std::string> layer_weight_names() { return {LSTMLAB_LAYER_WEIGHTS(LSTMLAB_NAME)}; }
 
 // The results; an absent one (c_n of a GRU, dx when not needed, ...) is undefined.
 struct ForwardResult {
