@@ -14,6 +14,7 @@ import torch
 
 import lstmlab
 from lstmlab.backends.onnx_symbolic import OnnxSymbolicBackend
+from lstmlab.cells.regularisers import LayerMasks
 from lstmlab.cli import main
 from lstmlab.errors import Unsupported
 from lstmlab.models import SequenceModel
@@ -269,6 +270,20 @@ def test_torch_onnx_export_refuses_an_inexpressible_cell(tmp_path: Path) -> None
         OnnxSymbolicBackend().layer(module.config.spec, x, state, module.layer_weights()[0], None)
     with pytest.raises(Exception, match=r"lstmlab.fused_layer"):
         torch_onnx_export(module, x, tmp_path / "m.onnx")
+
+
+def test_torch_onnx_export_names_the_regulariser_it_cannot_write() -> None:
+    module = lstmlab.LSTM(4, 5, recurrent_dropout=0.5, backend="fused")
+    x, state = torch.randn(5, 2, 4), (torch.zeros(2, 5), torch.zeros(2, 5))
+    w = module.layer_weights()[0]
+    cases = {
+        "recurrent dropout": LayerMasks(torch.ones(2, 5), ()),
+        "zoneout": LayerMasks(None, (torch.full((5, 2, 5), 0.1), None)),
+        "zoneout and recurrent dropout": LayerMasks(torch.ones(2, 5), (torch.full((5, 2, 5), 0.1), None)),
+    }
+    for used, masks in cases.items():
+        with pytest.raises(Unsupported, match=rf"cannot be exported with {used}: ONNX's operators have none"):
+            OnnxSymbolicBackend().layer(module.config.spec, x, state, w, None, masks)
 
 
 # -- torch.export and TorchScript ----------------------------------------------------------

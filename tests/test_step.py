@@ -312,8 +312,8 @@ def test_step_table_runs_at_a_tiny_size() -> None:
     assert ("LSTMCell", "nn.LSTMCell") in cases and ("GRU 2 layers, T=1", "nn.GRU at T=1") in cases
     assert ("LSTM 2 layers, T=1", "2 x nn.LSTMCell") in cases and ("RNNCell", "nn.RNNCell") in cases
     assert all(t.lstmlab_us > 0 and t.torch_us > 0 and t.ratio > 0 for t in timings)
-    backend = {t.case: t.backend for t in timings}
-    assert backend["LSTMCell"] == "native" and backend["LSTMCell(peephole=True)"] == _variant_backend()
+    backends_of = {case: {t.backend for t in timings if t.case == case} for case in ("LSTMCell", "LSTMCell(peephole=True)")}
+    assert backends_of["LSTMCell"] == {"native"} and backends_of["LSTMCell(peephole=True)"] == {_variant_backend(), "eager"}
     assert step.sample_rate(hidden=4, length=5, repeats=1) > 0
 
 

@@ -42,9 +42,13 @@ class OnnxSymbolicBackend(LayeredBackend):
     ) -> Layer:
         owner = "torch.onnx.export"
         cell = onnx_cell(spec, proj_size=0 if w.w_hr is None else w.w_hr.shape[0], owner=owner)
-        if masks is not None:
+        if masks is not None:  # zoneout (also its evaluation form), or recurrent dropout in training mode
+            used = [name for name, on in (("zoneout", masks.zoneout), ("recurrent dropout", masks.recurrent is not None)) if on]
             raise Unsupported(
-                owner, "module", "cannot be exported with zoneout: ONNX's operators have no zoneout (set zoneout=0)"
+                owner,
+                "module",
+                f"cannot be exported with {' and '.join(used)}: ONNX's operators have none "
+                "(set zoneout=0; recurrent dropout acts in training mode only: export the module in eval mode)",
             )
         if lengths is not None:
             raise Unsupported(owner, "input", "must not be a PackedSequence: export padded sequences of one length")

@@ -89,9 +89,9 @@ def cases(batch: int = 1, hidden: int = HIDDEN) -> list[tuple[str, str, str, nn.
         ("GRUCell", lstmlab.GRUCell(hidden, hidden), nn.GRUCell(hidden, hidden)),
         ("RNNCell", lstmlab.RNNCell(hidden, hidden), nn.RNNCell(hidden, hidden)),
     ]
-    if lstmlab.backends.get("fused").unavailable() is None:  # the fused kernel's step, which "auto" passes over
-        fused = lstmlab.LSTMCell(hidden, hidden, peephole=True, backend="fused")
-        pairs.insert(2, ("LSTMCell(peephole=True)", fused, nn.LSTMCell(hidden, hidden)))
+    if lstmlab.backends.get("fused").unavailable() is None:  # the eager step, what "auto" takes without the extension
+        eager = lstmlab.LSTMCell(hidden, hidden, peephole=True, backend="eager")
+        pairs.insert(2, ("LSTMCell(peephole=True)", eager, nn.LSTMCell(hidden, hidden)))
     for name, ours, theirs in pairs:
         lstm = isinstance(theirs, nn.LSTMCell)
         out.append((name, ours, f"nn.{type(theirs).__name__}", *_cell_pair(ours, theirs, batch, hidden, lstm)))
