@@ -104,7 +104,7 @@ def test_hochreiter1997_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     data = run_tiny("hochreiter1997", tmp_path, capsys, seeds=1)
     module = paper_module("hochreiter1997")
     rows = data["tables"][0]["rows"]
-    assert [(r[0], r[3]) for r in rows] == [(e, module.CELL_NAMES[c]) for e in module.QUICK for c in module.CELLS]
+    assert [(r[0], r[3]) for r in rows] == [(e, module.CELLS[c].name) for e in module.QUICK for c in module.CELLS]
     assert {r[2] for r in rows} == {"8,440-39,740 (Table 1)", "5,040 (Table 2)"}  # the paper's figures beside ours
     check_files(tmp_path, data)
 

@@ -19,21 +19,21 @@ from lstmlab.experiments.papers.runner import Run
 from lstmlab.train import TrainConfig
 
 TITLE = "Hochreiter & Schmidhuber 1997, Long Short-Term Memory: experiments 1, 2a, 4, 6a, 6b"
-CELLS = ("nfg", "lstm", "lstm-ln", "gru", "rnn")
-CELL_NAMES = {
-    "nfg": "LSTM 1997 (no forget gate)",
-    "lstm": "LSTM, forget gate (bias 5)",
-    "lstm-ln": "LSTM, forget gate (bias 5), layer norm",
-    "gru": "GRU",
-    "rnn": "tanh RNN",
-}
-# label -> (lstmlab cell, layer normalisation)
-CELL_SETTINGS = {
-    "nfg": ("nfg", False),
-    "lstm": ("lstm", False),
-    "lstm-ln": ("lstm", True),
-    "gru": ("gru", False),
-    "rnn": ("rnn", False),
+@dataclass(frozen=True)
+class CellSetting:
+    """The network behind one row label: lstmlab's cell, whether its layers are normalised, its name in the table."""
+
+    cell: str
+    layer_norm: bool
+    name: str
+
+
+CELLS = {
+    "nfg": CellSetting("nfg", False, "LSTM 1997 (no forget gate)"),
+    "lstm": CellSetting("lstm", False, "LSTM, forget gate (bias 5)"),
+    "lstm-ln": CellSetting("lstm", True, "LSTM, forget gate (bias 5), layer norm"),
+    "gru": CellSetting("gru", False, "GRU"),
+    "rnn": CellSetting("rnn", False, "tanh RNN"),
 }
 
 
@@ -99,17 +99,16 @@ def plan(quick: bool, seeds: int, hidden: int = 64) -> list[Run]:
     for exp in EXPERIMENTS:
         if quick and exp.key not in QUICK:
             continue
-        for label in CELLS:
-            cell, layer_norm = CELL_SETTINGS[label]
+        for label, setting in CELLS.items():
             for seed in range(seeds):
                 config = TrainConfig(
                     task=exp.task,
                     task_options=dict(exp.options),
-                    cell=cell,
+                    cell=setting.cell,
                     hidden=hidden,
                     lr=exp.lr,
                     forget_bias=FORGET_BIAS,
-                    layer_norm=layer_norm,
+                    layer_norm=setting.layer_norm,
                     backend="fused",
                     steps=1_000_000,
                     seed=seed,
@@ -135,7 +134,7 @@ def tables(runs: list[dict[str, Any]]) -> list[Table]:
                     exp.key,
                     exp.title,
                     exp.paper_sequences,
-                    CELL_NAMES[cell],
+                    CELLS[cell].name,
                     f"{len(solved)}/{len(mine)}",
                     statistics.median(solved) if solved else None,
                     statistics.median(values) if values else None,
@@ -167,7 +166,7 @@ def figures(runs: list[dict[str, Any]]) -> list[Figure]:
         for key in keys:
             mine = [r for r in runs if r["experiment"] == key and r["cell"] == cell]
             fractions.append(sum(r["solved"] for r in mine) / len(mine) if mine else 0.0)
-        series[CELL_NAMES[cell]] = fractions
+        series[CELLS[cell].name] = fractions
     title = "Fraction of seeds solved, per experiment and cell"
     return [Figure(title, "bars", "fraction of seeds solved", groups=keys, series=series)]
 
@@ -184,6 +183,6 @@ def findings(runs: list[dict[str, Any]]) -> list[str]:
             cell_runs = [r for r in mine if r["cell"] == cell]
             if cell_runs:
                 k = sum(r["solved"] for r in cell_runs)
-                parts.append(f"{CELL_NAMES[cell]} {k}/{len(cell_runs)}")
+                parts.append(f"{CELLS[cell].name} {k}/{len(cell_runs)}")
         lines.append(f"Experiment {exp.key} ({exp.title}), seeds solved: " + ", ".join(parts) + ".")
     return lines
