@@ -10,6 +10,7 @@
 #include "activations.h"
 #include "cells.h"
 #include "gemm.h"
+#include "panel_gemm.h"
 #include "products.h"
 
 namespace lstmlab {
@@ -60,6 +61,8 @@ ForwardResult forward(const GRUFlags& F, const ForwardInputs& in) {
   Tensor hm = mask ? at::empty({B, H}, opts) : Tensor();
   S* hmp = data_or_null<S>(hm);
   const ZoneoutMask<S> zh(in.zoneout_h);
+  // reset "after": U h whole; "before": its r and z blocks, then U_n (r ⊙ h)
+  const RecurrentProduct<S> U(B, before ? 2 * H : GH, H, W, T), Un(B, before ? H : 0, H, W + 2 * H * H, T);
 
   for (int64_t t = 0; t < T; ++t) {
     const S* hp = t == 0 ? in.h0.data_ptr<S>() : hsp + (t - 1) * B * H;
@@ -74,7 +77,7 @@ ForwardResult forward(const GRUFlags& F, const ForwardInputs& in) {
       if (yb != hn + b * H) std::memset(yb, 0, H * sizeof(S));
     };
     if (!before) {
-      gemm<S>(false, true, B, GH, H, hin, H, W, H, S(0), ghp, GH);
+      U.multiply(hin, H, S(0), ghp, GH);
       for_rows(B, GH, [&](int64_t b) {
         S* u = ghp + b * GH;
         if (uhp) std::memcpy(uhp + (t * B + b) * GH, u, GH * sizeof(S));  // every row: backward reads them all
@@ -95,7 +98,7 @@ ForwardResult forward(const GRUFlags& F, const ForwardInputs& in) {
         if (yb != h2) std::memcpy(yb, h2, H * sizeof(S));
       });
     } else {
-      gemm<S>(false, true, B, 2 * H, H, hin, H, W, H, S(0), ghp, GH);
+      U.multiply(hin, H, S(0), ghp, GH);
       for_rows(B, GH, [&](int64_t b) {
         S* e = et + b * H;
         const S* h = hin + b * H;
@@ -109,7 +112,7 @@ ForwardResult forward(const GRUFlags& F, const ForwardInputs& in) {
         for (int64_t j = 0; j < H; ++j) z[H + j] = sigmoid_<S>(z[H + j] + u[H + j]);  // (G2)
         for (int64_t j = 0; j < H; ++j) e[j] = z[j] * h[j];  // r ⊙ h of (G3')
       });
-      gemm<S>(false, true, B, H, H, et, H, W + 2 * H * H, H, S(0), ghp + 2 * H, GH);
+      Un.multiply(et, H, S(0), ghp + 2 * H, GH);
       for_rows(B, GH, [&](int64_t b) {
         if (!len.keep(t, b)) return finish(b);
         S* z = Gt + b * GH;
