@@ -150,7 +150,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, steps: int = 5000
         default=None,
         action=given,
         help="added to the forget gate's initial bias, LSTMs with one (default: the task's; 1, charlm 0, "
-        "the 1997 tasks long-lag, adding-1997, temporal-order, temporal-order-3: 5)",
+        "copy and the 1997 tasks long-lag, adding-1997, temporal-order, temporal-order-3: 5)",
     )
     for flag, what in (
         ("--zoneout", "probability that each unit keeps its previous c and h at a step (Krueger et al. 2016)"),
@@ -166,7 +166,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, steps: int = 5000
         dest="layer_norm",
         action=GivenSwitch,
         help="layer-normalise the gate pre-activations and the cell state (Ba et al. 2016); LSTM and GRU cells "
-        "(default: the task's: on for charlm and the 1997 tasks, off for the others)",
+        "(default: the task's: on for charlm, copy and the 1997 tasks, off for the others)",
     )
     parser.add_argument("--backend", default="auto", action=given, help="backend of the recurrent module (default: auto)")
     parser.add_argument("--device", default="cpu", action=given, help="where to train: cpu, cuda or cuda:N (default: cpu)")

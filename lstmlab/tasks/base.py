@@ -84,7 +84,8 @@ _TRAIN_STREAM = 0x7A1
 
 LONG_LAG_DEFAULTS: dict[str, Any] = {"forget_bias": 5.0, "regularisers": {"layer_norm": True}}
 """The LSTM's defaults for the tasks of Hochreiter & Schmidhuber 1997 at the paper's lags (long-lag,
-adding-1997, temporal-order, temporal-order-3), measured in docs/papers.md:
+adding-1997, temporal-order, temporal-order-3) and for the copy task of Arjovsky et al. 2016
+(`copy`), measured in docs/papers.md:
 
 - forget bias 5: at initialisation the forget gate passes about sigma(b)^T of the gradient back
   over T steps: sigma(1)^100 = 2e-14, sigma(5)^100 = 0.51;
