@@ -161,9 +161,6 @@ BackwardResult backward(const GRUFlags& F, const BackwardInputs& in) {
   S* dhp = dh.data_ptr<S>();
   S* drp = drh.data_ptr<S>();
   const S* W = in.w_hh.data_ptr<S>();
-  // dz U per step: reset "after" all of U; "before" U_n, then the r and z blocks of U
-  const RecurrentProduct<S> Ut(B, H, before ? 2 * H : GH, W, T, /*transposed=*/false);
-  const RecurrentProduct<S> Unt(B, before ? H : 0, H, W + 2 * H * H, T, /*transposed=*/false);
   // the regularisers: (D1) dhm the gradient reaching m ⊙ h through the recurrent products;
   // (Z1) h~ gets (1 − d) ⊙ dh', the old h d ⊙ dh' besides what flows through the cell
   const S* mask = data_or_null<S>(in.recurrent_mask);
@@ -228,14 +225,14 @@ BackwardResult backward(const GRUFlags& F, const BackwardInputs& in) {
     if (!before) {
       const S* dU = ln ? dUt : dht;  // the gradient of U h
       if (mask) {  // (D1) dh += m ⊙ (dz U)
-        Ut.multiply(dU, GH, S(0), dhmp, H);
+        gemm<S>(false, false, B, H, GH, dU, GH, W, H, S(0), dhmp, H);
         add_masked_rows<S>(B, H, mask, dhmp, dh_out);
       } else {
-        Ut.multiply(dU, GH, S(1), dh_out, H);
+        gemm<S>(false, false, B, H, GH, dU, GH, W, H, S(1), dh_out, H);
       }
       continue;
     }
-    Unt.multiply(dxt + 2 * H, GH, S(0), drp, H);
+    gemm<S>(false, false, B, H, H, dxt + 2 * H, GH, W + 2 * H * H, H, S(0), drp, H);
     // the gradient reaching the recurrent products' input: dh itself, or m ⊙ h's (D1)
     S* dh_rec = mask ? dhmp : dh_out;
     for_rows(B, GH, [&](int64_t b) {
@@ -260,7 +257,7 @@ BackwardResult backward(const GRUFlags& F, const BackwardInputs& in) {
           dzx[j] = d[j] * h[j] * r_[j] * (S(1) - r_[j]);  // (G1)
         }
     });
-    Ut.multiply(dxt, GH, S(1), dh_rec, H);
+    gemm<S>(false, false, B, H, 2 * H, dxt, GH, W, H, S(1), dh_rec, H);
     if (mask) add_masked_rows<S>(B, H, mask, dhmp, dh_out);  // (D1)
   }
   BackwardResult r;

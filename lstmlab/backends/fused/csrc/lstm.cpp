@@ -295,7 +295,6 @@ BackwardResult backward(const LSTMFlags& F, const BackwardInputs& in) {
   S* sc = scratch.data_ptr<S>();
   S* dpp = dp.data_ptr<S>();
   const S* W = in.w_hh.data_ptr<S>();
-  const RecurrentProduct<S> Ut(B, P, GH, W, T, /*transposed=*/false);  // dz U, per step
   const S* one = ones.data_ptr<S>();
   const S* zero = zeros.data_ptr<S>();
   const S* pch = data_or_null<S>(in.w_ch);
@@ -461,10 +460,10 @@ BackwardResult backward(const LSTMFlags& F, const BackwardInputs& in) {
     });
     const S* dU = ln ? dUt : dZt;  // the gradient of U h
     if (mask) {  // (D1) dh += m ⊙ (dz U)
-      Ut.multiply(dU, GH, S(0), dhmp, P);
+      gemm<S>(false, false, B, P, GH, dU, GH, W, P, S(0), dhmp, P);
       add_masked_rows<S>(B, P, mask, dhmp, dh_out);
     } else {
-      Ut.multiply(dU, GH, S(1), dh_out, P);
+      gemm<S>(false, false, B, P, GH, dU, GH, W, P, S(1), dh_out, P);
     }
     if (fgr) gemm<S>(false, false, B, RH, RH, dAt, RH, V, RH, S(1), da_out, RH);
   }

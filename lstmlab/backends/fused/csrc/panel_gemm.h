@@ -1,5 +1,5 @@
-// The recurrent products of a pass over a sequence, C = A W^T + beta C (forward) or
-// C = A W + beta C (backward) at every step with the same W: W packed once per call into panels of 16 columns of W^T, each multiplied by a
+// The recurrent product of a forward pass, C = A W^T + beta C at every step with the same
+// W: W packed once per call into panels of 16 columns of W^T, each multiplied by a
 // register-blocked AVX2/FMA kernel (6 rows x 16 columns of C held in 12 registers while
 // the panel streams from L1). BLAS repacks W at every call; at the per-step sizes of
 // small and medium models that packing and its call overhead cost more than the
@@ -82,14 +82,12 @@ inline void panel_rows(int64_t k, const float* a, int64_t lda, const float* pane
 
 #endif  // LSTMLAB_PANEL_GEMM
 
-// C (m x n, row-major, ldc) = A (m x k, lda) op(W) + beta C, beta 0 or 1, for one W used at
-// every step of a call: op(W) = W^T for W (n x k, row-major; the forward's U h), or with
-// `transposed` false op(W) = W for W (k x n, row-major; the backward's dz U). See the top of this file.
+// C (m x n, row-major, ldc) = A (m x k, lda) W^T + beta C, beta 0 or 1, for one W (n x k,
+// row-major) used at every step of a call; see the top of this file.
 template <typename S>
 class RecurrentProduct {
  public:
-  RecurrentProduct(int64_t m, int64_t n, int64_t k, const S* w, int64_t steps, bool transposed = true)
-      : m_(m), n_(n), k_(k), w_(w), transposed_(transposed) {
+  RecurrentProduct(int64_t m, int64_t n, int64_t k, const S* w, int64_t steps) : m_(m), n_(n), k_(k), w_(w) {
 #if LSTMLAB_PANEL_GEMM
     if (!std::is_same<S, float>::value || steps < kPanelMinSteps || m == 0 || n == 0 || k == 0) return;
     const int64_t panels = (n + kPanel - 1) / kPanel;
@@ -98,12 +96,11 @@ class RecurrentProduct {
     float* aligned = base + (8 - (reinterpret_cast<uintptr_t>(base) / sizeof(float)) % 8) % 8;
     panels_ = aligned;
     const float* W = reinterpret_cast<const float*>(w);
-    for (int64_t p = 0; p < panels; ++p) {  // panel p, row q: op(W)[q, 16 p + j] for j < 16, zeros past n
+    for (int64_t p = 0; p < panels; ++p) {  // panel p, row q: W[16 p + j, q] for j < 16, zeros past n
       float* out = aligned + p * k * kPanel;
       const int64_t cols = std::min(kPanel, n - p * kPanel);
       for (int64_t q = 0; q < k; ++q) {
-        for (int64_t j = 0; j < cols; ++j)
-          out[q * kPanel + j] = transposed ? W[(p * kPanel + j) * k + q] : W[q * n + p * kPanel + j];
+        for (int64_t j = 0; j < cols; ++j) out[q * kPanel + j] = W[(p * kPanel + j) * k + q];
         for (int64_t j = cols; j < kPanel; ++j) out[q * kPanel + j] = 0.0f;
       }
     }
@@ -149,13 +146,12 @@ class RecurrentProduct {
       return;
     }
 #endif
-    gemm<S>(false, transposed_, m_, n_, k_, a, lda, w_, transposed_ ? k_ : n_, beta, c, ldc);
+    gemm<S>(false, true, m_, n_, k_, a, lda, w_, k_, beta, c, ldc);
   }
 
  private:
   int64_t m_, n_, k_;
   const S* w_;
-  bool transposed_;
   Tensor packed_;
   const float* panels_ = nullptr;
 };

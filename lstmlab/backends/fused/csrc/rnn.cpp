@@ -77,7 +77,6 @@ BackwardResult backward(const RNNFlags& F, const BackwardInputs& in) {
   S* dZp = dZ.data_ptr<S>();
   S* dhp = dh.data_ptr<S>();
   const S* W = in.w_hh.data_ptr<S>();
-  const RecurrentProduct<S> Ut(B, H, H, W, T, /*transposed=*/false);  // dz U, per step
   // the regularisers: (D1) dhm the gradient reaching m ⊙ h through the recurrent product;
   // (Z1) h~ (saved in extra) gets (1 − d) ⊙ dh', the old h d ⊙ dh' besides the product's
   const S* mask = data_or_null<S>(in.recurrent_mask);
@@ -118,10 +117,10 @@ BackwardResult backward(const RNNFlags& F, const BackwardInputs& in) {
         for (int64_t j = 0; j < H; ++j) dz[j] = (S(1) - d[j]) * (dhi[j] + dyb[j]) * (S(1) - h2[j] * h2[j]);  // (R1)
     });
     if (mask) {  // (D1) dh += m ⊙ (dz U)
-      Ut.multiply(dZt, H, S(0), dhmp, H);
+      gemm<S>(false, false, B, H, H, dZt, H, W, H, S(0), dhmp, H);
       add_masked_rows<S>(B, H, mask, dhmp, dh_out);
     } else {
-      Ut.multiply(dZt, H, S(1), dh_out, H);
+      gemm<S>(false, false, B, H, H, dZt, H, W, H, S(1), dh_out, H);
     }
   }
   BackwardResult r;
