@@ -10,7 +10,6 @@
 #include "activations.h"
 #include "cells.h"
 #include "gemm.h"
-#include "panel_gemm.h"
 #include "products.h"
 
 namespace lstmlab {
@@ -61,8 +60,6 @@ ForwardResult forward(const GRUFlags& F, const ForwardInputs& in) {
   Tensor hm = mask ? at::empty({B, H}, opts) : Tensor();
   S* hmp = data_or_null<S>(hm);
   const ZoneoutMask<S> zh(in.zoneout_h);
-  // reset "after": U h whole; "before": its r and z blocks, then U_n (r ⊙ h)
-  const RecurrentProduct<S> U(B, before ? 2 * H : GH, H, W, T), Un(B, before ? H : 0, H, W + 2 * H * H, T);
 
   for (int64_t t = 0; t < T; ++t) {
     const S* hp = t == 0 ? in.h0.data_ptr<S>() : hsp + (t - 1) * B * H;
@@ -77,7 +74,7 @@ ForwardResult forward(const GRUFlags& F, const ForwardInputs& in) {
       if (yb != hn + b * H) std::memset(yb, 0, H * sizeof(S));
     };
     if (!before) {
-      U.multiply(hin, H, S(0), ghp, GH);
+      gemm<S>(false, true, B, GH, H, hin, H, W, H, S(0), ghp, GH);
       for_rows(B, GH, [&](int64_t b) {
         S* u = ghp + b * GH;
         if (uhp) std::memcpy(uhp + (t * B + b) * GH, u, GH * sizeof(S));  // every row: backward reads them all
@@ -98,7 +95,7 @@ ForwardResult forward(const GRUFlags& F, const ForwardInputs& in) {
         if (yb != h2) std::memcpy(yb, h2, H * sizeof(S));
       });
     } else {
-      U.multiply(hin, H, S(0), ghp, GH);
+      gemm<S>(false, true, B, 2 * H, H, hin, H, W, H, S(0), ghp, GH);
       for_rows(B, GH, [&](int64_t b) {
         S* e = et + b * H;
         const S* h = hin + b * H;
@@ -112,7 +109,7 @@ ForwardResult forward(const GRUFlags& F, const ForwardInputs& in) {
         for (int64_t j = 0; j < H; ++j) z[H + j] = sigmoid_<S>(z[H + j] + u[H + j]);  // (G2)
         for (int64_t j = 0; j < H; ++j) e[j] = z[j] * h[j];  // r ⊙ h of (G3')
       });
-      Un.multiply(et, H, S(0), ghp + 2 * H, GH);
+      gemm<S>(false, true, B, H, H, et, H, W + 2 * H * H, H, S(0), ghp + 2 * H, GH);
       for_rows(B, GH, [&](int64_t b) {
         if (!len.keep(t, b)) return finish(b);
         S* z = Gt + b * GH;

@@ -14,7 +14,6 @@
 #include "activations.h"
 #include "cells.h"
 #include "gemm.h"
-#include "panel_gemm.h"
 #include "products.h"
 
 namespace lstmlab {
@@ -71,7 +70,6 @@ ForwardResult forward(const LSTMFlags& F, const ForwardInputs& in) {
   Tensor hm = mask ? at::empty({B, P}, opts) : Tensor();
   S* hmp = data_or_null<S>(hm);
   const ZoneoutMask<S> zh(in.zoneout_h), zc(in.zoneout_c);
-  const RecurrentProduct<S> U(B, GH, P, W, T);
 
   for (int64_t t = 0; t < T; ++t) {
     const S* hp = t == 0 ? in.h0.data_ptr<S>() : hsp + (t - 1) * B * P;
@@ -83,9 +81,9 @@ ForwardResult forward(const LSTMFlags& F, const ForwardInputs& in) {
     if (mask) mask_rows<S>(B, P, mask, hp, hmp);  // (D1)
     S* uht = ln ? uh.data_ptr<S>() + (save ? t : 0) * B * GH : nullptr;
     if (ln) {  // U h alone; the row pass adds (N2) γ_hh ⊙ N(U h)
-      U.multiply(mask ? hmp : hp, P, S(0), uht, GH);
+      gemm<S>(false, true, B, GH, P, mask ? hmp : hp, P, W, P, S(0), uht, GH);
     } else {
-      U.multiply(mask ? hmp : hp, P, S(1), Gt, GH);
+      gemm<S>(false, true, B, GH, P, mask ? hmp : hp, P, W, P, S(1), Gt, GH);
     }
     const S* ap = nullptr;
     S* an = nullptr;

@@ -7,7 +7,6 @@
 #include "activations.h"
 #include "cells.h"
 #include "gemm.h"
-#include "panel_gemm.h"
 #include "products.h"
 
 namespace lstmlab {
@@ -31,12 +30,11 @@ ForwardResult forward(const RNNFlags& F, const ForwardInputs& in) {
   const ZoneoutMask<S> zh(in.zoneout_h);
   Tensor candidates = zh && in.save ? at::empty({T, B, H}, in.x.options()) : Tensor();
   S* cand = data_or_null<S>(candidates);
-  const RecurrentProduct<S> U(B, H, H, W, T);
   for (int64_t t = 0; t < T; ++t) {
     const S* hp = t == 0 ? in.h0.data_ptr<S>() : hsp + (t - 1) * B * H;
     S* hn = hsp + t * B * H;
     if (mask) mask_rows<S>(B, H, mask, hp, hmp);  // (D1)
-    U.multiply(mask ? hmp : hp, H, S(1), hn, H);
+    gemm<S>(false, true, B, H, H, mask ? hmp : hp, H, W, H, S(1), hn, H);
     for_rows(B, H, [&](int64_t b) {
       S* h2 = hn + b * H;
       S* yb = yp + (t * B + b) * H;
