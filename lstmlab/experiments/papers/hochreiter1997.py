@@ -19,6 +19,8 @@ from lstmlab.experiments.papers.runner import Run
 from lstmlab.train import TrainConfig
 
 TITLE = "Hochreiter & Schmidhuber 1997, Long Short-Term Memory: experiments 1, 2a, 4, 6a, 6b"
+
+
 @dataclass(frozen=True)
 class CellSetting:
     """The network behind one row label: lstmlab's cell, whether its layers are normalised, its name in the table."""
