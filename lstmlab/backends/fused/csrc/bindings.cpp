@@ -2,7 +2,8 @@
 // bodies of the custom ops in custom_ops.py), taking the ops' arguments in the ops'
 // order; `infer` and `infer_step`, inference of a whole stack or of one step in one
 // call (the fused backend's path when nothing is saved, past the ops); and the names
-// of the interface (schema.h) for schema.py to check against its own. The arguments carry their names too (schema.h's lists), for calls by name;
+// of the interface (schema.h) for schema.py to check against its own. The arguments
+// carry their names too (schema.h's lists), for calls by name;
 // the ops call by position, which costs less.
 
 #include <torch/extension.h>
