@@ -70,8 +70,9 @@ def test_quartiles() -> None:
 # -- the commands on tiny budgets -----------------------------------------------------------
 
 
-def run_tiny(name: str, out: Path, capsys: pytest.CaptureFixture[str], seeds: int = 2) -> dict:
-    assert main(["paper", name, "--quick", "--seeds", str(seeds), "--minutes", "0.02", "--out", str(out)]) == 0
+def run_tiny(name: str, out: Path, capsys: pytest.CaptureFixture[str], seeds: int = 2, *extra: str) -> dict:
+    flags = ["--quick", "--seeds", str(seeds), "--minutes", "0.02", "--jobs", "1", *extra]
+    assert main(["paper", name, *flags, "--out", str(out)]) == 0
     captured = capsys.readouterr()
     assert "ETA" in captured.err and "elapsed" in captured.err
     assert f"json: {out / 'results.json'}" in captured.out
@@ -133,11 +134,50 @@ def test_greff2015_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str], monk
     check_files(tmp_path, data)
 
 
+def test_two_jobs_at_once_give_the_runs_of_one_at_a_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs bounded by their steps, not their shares, end the same in two worker processes as
+    in this one, and come back in the plan's order."""
+    module = paper_module("greff2015")
+    monkeypatch.setitem(module.QUICK, "steps", 3)
+    monkeypatch.setitem(module.QUICK, "hidden", 4)
+    monkeypatch.setattr(module, "CELLS", ("vanilla", "gru"))
+    outcomes = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / jobs
+        flags = ["--quick", "--seeds", "2", "--minutes", "10", "--jobs", jobs, "--only", "adding,temporal-order"]
+        assert main(["paper", "greff2015", *flags, "--out", str(out)]) == 0
+        err = capsys.readouterr().err
+        assert ("2 at once" in err) == (jobs == "2")
+        data = json.loads((out / "results.json").read_text())
+        assert data["settings"]["jobs"] == int(jobs) and data["settings"]["experiments"] == "adding,temporal-order"
+        outcomes[jobs] = [(r["experiment"], r["cell"], r["seed"], r["steps"], r["value"]) for r in data["runs"]]
+    assert len(outcomes["1"]) == 8 and {r[3] for r in outcomes["1"]} == {3}
+    assert outcomes["2"] == outcomes["1"]
+
+
+def test_only_selects_experiments_by_key_or_prefix() -> None:
+    from lstmlab.experiments.papers import select
+
+    runs = paper_module("hochreiter1997").plan(False, 1)
+    assert {r.experiment for r in select(runs, "4,2a")} == {"2a", "4 T=100", "4 T=500", "4 T=1000"}
+    assert {r.experiment for r in select(runs, "copy")} == {"copy T=100", "copy T=200"}
+    assert select(runs, None) == runs
+    for bad in ("4 T=50", "", "2a,"):
+        with pytest.raises(ValueError, match=f"paper: only must name experiments of this mode .*; got {bad.split(',')[-1]!r}"):
+            select(runs, bad)
+
+
 def test_paper_rejects_an_unknown_name_and_bad_seeds(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["paper", "lecun1998"]) == 2
     assert "paper: NAME must be one of hochreiter1997, gers2000, greff2015; got 'lecun1998'" in capsys.readouterr().err
     assert main(["paper", "gers2000", "--seeds", "0"]) == 2
     assert "paper: --seeds must be a positive int; got 0" in capsys.readouterr().err
+    assert main(["paper", "gers2000", "--jobs", "0"]) == 2
+    assert "paper: --jobs must be a positive int; got 0" in capsys.readouterr().err
+    assert main(["paper", "gers2000", "--quick", "--only", "2a"]) == 2
+    assert "paper: --only must name experiments of this mode (continual Reber); got '2a'" in capsys.readouterr().err
     assert set(PAPERS) == {"hochreiter1997", "gers2000", "greff2015"}
 
 

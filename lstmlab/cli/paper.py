@@ -9,7 +9,7 @@ from pathlib import Path
 from lstmlab.cli._errors import fail
 from lstmlab.errors import InvalidArgument
 
-FLAGS = {"seeds": "--seeds", "minutes": "--minutes", "name": "NAME"}
+FLAGS = {"seeds": "--seeds", "minutes": "--minutes", "jobs": "--jobs", "only": "--only", "name": "NAME"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +30,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--seeds", type=int, default=None, help="seeds (trials) per cell (default: per paper, fewer with --quick)"
     )
     parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget of all runs (default: 4.5 quick, 55 full)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="runs trained at once, each in its own process with one thread (default: 2 where there are 2 cores, else 1)",
+    )
+    parser.add_argument(
+        "--only",
+        metavar="KEYS",
+        default=None,
+        help="comma-separated experiments to run (e.g. 2a,6a; '4' selects every lag of experiment 4); default all",
+    )
     parser.add_argument("--out", metavar="DIR", default=None, help="output directory (default: runs/paper-NAME)")
     parser.set_defaults(run=run)
 
@@ -48,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
         return fail("paper", InvalidArgument("paper", "--out", f"could not be created: {str(out)!r} ({error.strerror})"))
     try:
         echo = lambda line: print(line, file=sys.stderr, flush=True)  # progress on stderr, the files on stdout
-        written = run_paper(args.name, out, quick=args.quick, seeds=args.seeds, minutes=args.minutes, echo=echo)
+        written = run_paper(
+            args.name, out, quick=args.quick, seeds=args.seeds, minutes=args.minutes, jobs=args.jobs, only=args.only, echo=echo
+        )
     except (ValueError, TypeError) as error:
         return fail("paper", error, FLAGS)
     for kind, path in written.items():

@@ -13,6 +13,7 @@ the plan within a wall-clock budget (`runner.execute`) and writes the files (`re
 from __future__ import annotations
 
 import importlib
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,16 +21,34 @@ from typing import Any
 
 from lstmlab.errors import InvalidArgument
 from lstmlab.experiments.papers.report import Report, write
-from lstmlab.experiments.papers.runner import clock, execute
+from lstmlab.experiments.papers.runner import Run, clock, execute
 
 PAPERS = {
-    "hochreiter1997": "Hochreiter & Schmidhuber 1997 (experiments 1, 2a, 4, 6a, 6b)",
+    "hochreiter1997": "Hochreiter & Schmidhuber 1997 (experiments 1, 2a, 4, 6a, 6b; the copy task of Arjovsky et al. 2016)",
     "gers2000": "Gers, Schmidhuber & Cummins 2000 (continual embedded Reber)",
     "greff2015": "Greff et al. 2015 (the LSTM odyssey: eight variants against vanilla)",
 }
 QUICK_MINUTES = 4.5  # `--quick` ends within 5 minutes on a 2-core CPU, writing the files included
 FULL_MINUTES = 55.0
 DEFAULT_SEEDS = {"hochreiter1997": (1, 3), "gers2000": (2, 5), "greff2015": (2, 4)}  # (quick, full)
+DEFAULT_JOBS = min(2, os.cpu_count() or 1)  # runs at once, one thread each: both cores of a 2-core machine
+
+
+def select(runs: list[Run], only: str | None) -> list[Run]:
+    """The runs of the experiments named in `only` (comma-separated keys; a key also selects the
+    experiments whose key starts with it and a space, so "4" selects "4 T=100", "4 T=500", ...);
+    all runs when `only` is None. A key that selects nothing is an error listing the keys."""
+    if only is None:
+        return runs
+    keys = list(dict.fromkeys(r.experiment for r in runs))
+    wanted = [k.strip() for k in only.split(",")]
+    chosen = set()
+    for want in wanted:
+        matches = {k for k in keys if k == want or k.startswith(want + " ")}
+        if not want or not matches:
+            raise InvalidArgument("paper", "only", f"must name experiments of this mode ({', '.join(keys)}); got {want!r}")
+        chosen |= matches
+    return [r for r in runs if r.experiment in chosen]
 
 
 def paper_module(name: str) -> Any:
@@ -46,10 +65,15 @@ def run_paper(
     quick: bool = False,
     seeds: int | None = None,
     minutes: float | None = None,
+    jobs: int | None = None,
+    only: str | None = None,
     echo: Callable[[str], None] = print,
 ) -> dict[str, str]:
     """Run paper `name`'s experiments and write its files into `out_dir`; returns what was
-    written ({"json", "csv", "png" or "note", "html"}: paths or the note)."""
+    written ({"json", "csv", "png" or "note", "html"}: paths or the note).
+
+    jobs: runs trained at once, each in its own process with one thread (default
+    `DEFAULT_JOBS`); only: the experiments to run (`select`), default all of the mode."""
     module = paper_module(name)
     if seeds is None:
         seeds = DEFAULT_SEEDS[name][0 if quick else 1]
@@ -59,15 +83,26 @@ def run_paper(
         minutes = QUICK_MINUTES if quick else FULL_MINUTES
     if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not minutes > 0:
         raise InvalidArgument("paper", "minutes", f"must be a positive number; got {minutes!r}")
-    runs = module.plan(quick, seeds)
+    if jobs is None:
+        jobs = DEFAULT_JOBS
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise InvalidArgument("paper", "jobs", f"must be a positive int; got {jobs!r}")
+    runs = select(module.plan(quick, seeds), only)
     start = time.perf_counter()
-    rows = execute(runs, minutes, after=getattr(module, "after", None), echo=echo)
+    rows = execute(runs, minutes, after=getattr(module, "after", None), echo=echo, jobs=jobs)
     elapsed = time.perf_counter() - start
     report = Report(
         paper=name,
         title=module.TITLE,
         quick=quick,
-        settings={"mode": "quick" if quick else "full", "seeds": seeds, "budget": clock(minutes * 60), "elapsed": clock(elapsed)},
+        settings={
+            "mode": "quick" if quick else "full",
+            "seeds": seeds,
+            "budget": clock(minutes * 60),
+            "jobs": jobs,
+            "experiments": only or "all",
+            "elapsed": clock(elapsed),
+        },
         setup=list(module.SETUP),
         tables=module.tables(rows),
         figures=module.figures(rows),

@@ -7,14 +7,18 @@ outcomes; this module only trains them, through the public trainer (`lstmlab.tra
 Each run gets a share of the budget left (`max_minutes`) in proportion to its `weight` among
 the runs left, so time a run does not use goes to the later ones and the whole command ends
 within its budget whatever the machine's speed; a run cut by its share counts as not solved,
-and the tables say how many steps each trained.
+and the tables say how many steps each trained. With `jobs` > 1 that many runs train at once,
+each in its own process with `threads` threads, and the budget left is shared as `jobs` times
+as many run-minutes; the outcomes come back in the plan's order either way.
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -82,6 +86,22 @@ def outcome(run: Run, trainer: Trainer) -> dict[str, Any]:
     }
 
 
+def train_one(run: Run, share_minutes: float, after: After | None = None, threads: int | None = None) -> dict[str, Any]:
+    """Train `run` within `share_minutes` (or its own `max_minutes`, if smaller) and return its
+    outcome, with what `after(run, trainer)` adds; `threads`: torch's threads in this process."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    limit = run.config.max_minutes
+    config = replace(run.config, max_minutes=share_minutes if limit is None else min(share_minutes, limit))
+    trainer = Trainer(config)
+    for _ in trainer.run():
+        pass
+    row = outcome(run, trainer)
+    if after is not None:
+        row.update(after(run, trainer))
+    return row
+
+
 def execute(
     runs: list[Run],
     budget_minutes: float,
@@ -89,29 +109,30 @@ def execute(
     after: After | None = None,
     echo: Printer = print,
     threads: int = 1,
+    jobs: int = 1,
 ) -> list[dict[str, Any]]:
-    """Train `runs` one after another, each within its share of the budget left, and return
-    their outcomes (`outcome`, plus what `after(run, trainer)` adds). Prints one line per run
-    with the elapsed time and an ETA: the mean time per unit of weight so far times the
-    weight left, and at most the budget left."""
-    torch.set_num_threads(threads)
+    """Train `runs` within `budget_minutes` of wall-clock time, `jobs` at once (each in its own
+    process when `jobs` > 1), each within its share of the budget left, and return their
+    outcomes in the order of `runs` (`outcome`, plus what `after(run, trainer)` adds; `after`
+    must be a module-level function when `jobs` > 1). Prints one line per finished run with
+    the elapsed time and an ETA: the mean time per unit of weight so far times the weight
+    left, and at most the budget left."""
     total_weight = sum(r.weight for r in runs) or 1.0
     start = time.perf_counter()
-    results: list[dict[str, Any]] = []
     done_weight = 0.0
-    echo(f"{len(runs)} runs within {clock(budget_minutes * 60)}")
-    for k, run in enumerate(runs, 1):
+    finished = 0
+    echo(f"{len(runs)} runs within {clock(budget_minutes * 60)}" + (f", {jobs} at once" if jobs > 1 else ""))
+
+    def share(run: Run) -> float:
+        """The run's part of the run-minutes left: `jobs` workers for the minutes left, in
+        proportion to its weight among the runs not finished; never past the budget's end."""
         left_minutes = max(budget_minutes - (time.perf_counter() - start) / 60, 1e-3)
-        share = left_minutes * run.weight / (total_weight - done_weight)
-        config = replace(run.config, max_minutes=share if run.config.max_minutes is None else min(share, run.config.max_minutes))
-        trainer = Trainer(config)
-        for _ in trainer.run():
-            pass
-        row = outcome(run, trainer)
-        if after is not None:
-            row.update(after(run, trainer))
-        results.append(row)
+        return min(left_minutes, jobs * left_minutes * run.weight / max(total_weight - done_weight, run.weight))
+
+    def report(run: Run, row: dict[str, Any]) -> None:
+        nonlocal done_weight, finished
         done_weight += run.weight
+        finished += 1
         elapsed = time.perf_counter() - start
         left = total_weight - done_weight
         at_most = max(0.0, budget_minutes * 60 - elapsed) if left > 0 else 0.0
@@ -120,7 +141,35 @@ def execute(
         value = row["value"]
         shown = f"{value:.4g}" if isinstance(value, float) and math.isfinite(value) else str(value)
         echo(
-            f"[{k}/{len(runs)}] {run.experiment} {run.cell} seed {run.seed}: {status}, {row['metric']} {shown} "
+            f"[{finished}/{len(runs)}] {run.experiment} {run.cell} seed {run.seed}: {status}, {row['metric']} {shown} "
             f"({row['seconds']:.0f}s) | elapsed {clock(elapsed)}, ETA {clock(eta)} (at most {clock(at_most)})"
         )
-    return results
+
+    results: dict[int, dict[str, Any]] = {}
+    if jobs <= 1:
+        torch.set_num_threads(threads)
+        for k, run in enumerate(runs):
+            results[k] = train_one(run, share(run), after)
+            report(run, results[k])
+        return [results[k] for k in range(len(runs))]
+
+    # spawn: each worker starts its own interpreter (no forked OpenMP or autograd state)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        waiting = list(enumerate(runs))
+        running: dict[Future[dict[str, Any]], int] = {}
+        try:
+            while waiting or running:
+                while waiting and len(running) < jobs:
+                    k, run = waiting.pop(0)
+                    running[pool.submit(train_one, run, share(run), after, threads)] = k
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    k = running.pop(future)
+                    results[k] = future.result()
+                    report(runs[k], results[k])
+        except BaseException:
+            for future in running:
+                future.cancel()
+            raise
+    return [results[k] for k in range(len(runs))]
