@@ -157,6 +157,36 @@ def test_two_jobs_at_once_give_the_runs_of_one_at_a_time(
     assert outcomes["2"] == outcomes["1"]
 
 
+@pytest.mark.parametrize("equal_steps", [False, True])
+def test_a_run_slower_than_its_weight_gets_the_spare_time_only_when_runs_end_at_their_steps(
+    monkeypatch: pytest.MonkeyPatch, equal_steps: bool
+) -> None:
+    """Four runs of weight 1 in a 10-minute budget; each needs a minute but the third needs
+    five. Shares in proportion to weight give it 8 * 1/2 = 4 minutes and cut it; with
+    `equal_steps` the two minutes the first two runs took predict that the last needs one,
+    which leaves the third 8 - 1 = 7."""
+    from lstmlab.experiments.papers import runner
+    from lstmlab.train import TrainConfig
+
+    now = [0.0]
+    shares: list[float] = []
+
+    def fake_train(run: runner.Run, share: float, after: object = None, threads: object = None) -> dict:
+        shares.append(share)
+        need = 5.0 if run.seed == 2 else 1.0
+        now[0] += 60 * min(need, share)
+        steps = 100 if need <= share else 80
+        return {"solved": False, "solved_at": None, "steps": steps, "metric": "mse", "value": 0.5, "seconds": 60.0}
+
+    monkeypatch.setattr(runner, "train_one", fake_train)
+    monkeypatch.setattr(runner.time, "perf_counter", lambda: now[0])
+    runs = [runner.Run("x", TrainConfig(seed=k)) for k in range(4)]
+    rows = runner.execute(runs, 10.0, echo=lambda line: None, equal_steps=equal_steps)
+    assert shares[:3] == pytest.approx([2.5, 3.0 if not equal_steps else 9 - 2, 4.0 if not equal_steps else 7.0])
+    assert [r["steps"] for r in rows] == [100, 100, 100 if equal_steps else 80, 100]
+    assert now[0] <= 600  # within the budget either way
+
+
 def test_only_selects_experiments_by_key_or_prefix() -> None:
     from lstmlab.experiments.papers import select
 

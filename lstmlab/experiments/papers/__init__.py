@@ -2,7 +2,8 @@
 
 A paper module provides TITLE, SETUP (how our set-up differs, as sentences), `plan(quick,
 seeds) -> list[Run]`, `tables(runs)`, `figures(runs)`, `findings(runs)` and optionally
-`after(run, trainer)` (extra measurements of each trained network). `run_paper` trains
+`after(run, trainer)` (extra measurements of each trained network) and EQUAL_STEPS (True
+when every run trains a fixed number of steps: `runner.execute`'s `equal_steps`). `run_paper` trains
 the plan within a wall-clock budget (`runner.execute`) and writes the files (`report.write`).
 
     >>> from lstmlab.experiments.papers import PAPERS
@@ -89,7 +90,8 @@ def run_paper(
         raise InvalidArgument("paper", "jobs", f"must be a positive int; got {jobs!r}")
     runs = select(module.plan(quick, seeds), only)
     start = time.perf_counter()
-    rows = execute(runs, minutes, after=getattr(module, "after", None), echo=echo, jobs=jobs)
+    equal_steps = getattr(module, "EQUAL_STEPS", False)
+    rows = execute(runs, minutes, after=getattr(module, "after", None), echo=echo, jobs=jobs, equal_steps=equal_steps)
     elapsed = time.perf_counter() - start
     report = Report(
         paper=name,

@@ -55,6 +55,7 @@ TASKS = (
         weight=2.0,
     ),
 )
+EQUAL_STEPS = True  # every run trains its task's steps; the budget only bounds the command
 QUICK = {"steps": 120, "hidden": 32}
 FULL = {"steps": 800, "hidden": 64}
 

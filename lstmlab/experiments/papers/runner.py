@@ -110,28 +110,43 @@ def execute(
     echo: Printer = print,
     threads: int = 1,
     jobs: int = 1,
+    equal_steps: bool = False,
 ) -> list[dict[str, Any]]:
     """Train `runs` within `budget_minutes` of wall-clock time, `jobs` at once (each in its own
     process when `jobs` > 1), each within its share of the budget left, and return their
     outcomes in the order of `runs` (`outcome`, plus what `after(run, trainer)` adds; `after`
     must be a module-level function when `jobs` > 1). Prints one line per finished run with
     the elapsed time and an ETA: the mean time per unit of weight so far times the weight
-    left, and at most the budget left."""
+    left, and at most the budget left.
+
+    equal_steps: every run ends at its number of steps (the budget is only a bound), so the
+    time the runs finished so far took per unit of weight predicts what the others need; a run
+    may then use the run-minutes that prediction leaves spare, beyond its proportional share,
+    so that a cell slower than its task's weight says still trains all its steps when the
+    budget allows it. (Not for runs that stop when solved: the fast early solutions would
+    predict too little and hand an unsolvable run the time of all the later ones.)"""
     total_weight = sum(r.weight for r in runs) or 1.0
     start = time.perf_counter()
     done_weight = 0.0
+    used_minutes = 0.0  # run-minutes the finished runs took
     finished = 0
     echo(f"{len(runs)} runs within {clock(budget_minutes * 60)}" + (f", {jobs} at once" if jobs > 1 else ""))
 
     def share(run: Run) -> float:
         """The run's part of the run-minutes left: `jobs` workers for the minutes left, in
-        proportion to its weight among the runs not finished; never past the budget's end."""
+        proportion to its weight among the runs not finished, or with `equal_steps` what the
+        others' predicted need leaves, if more; never past the budget's end."""
         left_minutes = max(budget_minutes - (time.perf_counter() - start) / 60, 1e-3)
-        return min(left_minutes, jobs * left_minutes * run.weight / max(total_weight - done_weight, run.weight))
+        unfinished = max(total_weight - done_weight, run.weight)
+        part = jobs * left_minutes * run.weight / unfinished
+        if equal_steps and done_weight > 0:
+            part = max(part, jobs * left_minutes - used_minutes / done_weight * (unfinished - run.weight))
+        return min(left_minutes, part)
 
-    def report(run: Run, row: dict[str, Any]) -> None:
-        nonlocal done_weight, finished
+    def report(run: Run, row: dict[str, Any], minutes: float) -> None:
+        nonlocal done_weight, used_minutes, finished
         done_weight += run.weight
+        used_minutes += minutes
         finished += 1
         elapsed = time.perf_counter() - start
         left = total_weight - done_weight
@@ -149,25 +164,26 @@ def execute(
     if jobs <= 1:
         torch.set_num_threads(threads)
         for k, run in enumerate(runs):
+            began = time.perf_counter()
             results[k] = train_one(run, share(run), after)
-            report(run, results[k])
+            report(run, results[k], (time.perf_counter() - began) / 60)
         return [results[k] for k in range(len(runs))]
 
     # spawn: each worker starts its own interpreter (no forked OpenMP or autograd state)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         waiting = list(enumerate(runs))
-        running: dict[Future[dict[str, Any]], int] = {}
+        running: dict[Future[dict[str, Any]], tuple[int, float]] = {}
         try:
             while waiting or running:
                 while waiting and len(running) < jobs:
                     k, run = waiting.pop(0)
-                    running[pool.submit(train_one, run, share(run), after, threads)] = k
+                    running[pool.submit(train_one, run, share(run), after, threads)] = (k, time.perf_counter())
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    k = running.pop(future)
+                    k, began = running.pop(future)
                     results[k] = future.result()
-                    report(runs[k], results[k])
+                    report(runs[k], results[k], (time.perf_counter() - began) / 60)
         except BaseException:
             for future in running:
                 future.cancel()
