@@ -48,7 +48,7 @@ TASKS = (
     ),
     OdysseyTask(
         "charlm",
-        "character-level language model (the Python language reference), validation nats per character",
+        "language model (charlm, Python language reference), validation nats per character",
         "charlm",
         {"seq_len": 50},
         {"seq_len": 50},
