@@ -61,7 +61,14 @@ def cflags() -> list[str]:
     flags = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
     if platform.machine() in ("x86_64", "AMD64") and {"avx2", "fma"} <= _cpu_flags():
         flags += ["-mavx2", "-mfma"]
-    return flags
+    return flags + openmp_flags()
+
+
+def openmp_flags() -> list[str]:
+    """-fopenmp where torch runs its threads on OpenMP (compiling and linking): `at::parallel_for`
+    is inlined from ATen's headers, and without the flag it compiles to a serial loop. The
+    extension then links the libgomp.so.1 that torch has loaded, not a second runtime."""
+    return ["-fopenmp"] if torch.backends.openmp.is_available() and sys.platform.startswith("linux") else []
 
 
 def cache_dir() -> Path:
@@ -163,6 +170,7 @@ def _compile() -> ModuleType:
             name=name,
             sources=[str(path) for path in sources()],
             extra_cflags=cflags(),
+            extra_ldflags=openmp_flags(),
             extra_include_paths=[str(CSRC)],
             build_directory=str(directory),
         )
