@@ -9,7 +9,10 @@
 
 namespace lstmlab {
 
-inline float exp_(float x) {
+// Inlined always: a call in a unit loop keeps the loop from vectorizing.
+#define LSTMLAB_INLINE inline __attribute__((always_inline))
+
+LSTMLAB_INLINE float exp_(float x) {
   x = std::min(std::max(x, -87.3f), 88.3f);
   float fx = std::floor(x * 1.44269504088896341f + 0.5f);
   x = x - fx * 0.693359375f + fx * 2.12194440e-4f;
@@ -25,7 +28,7 @@ inline float exp_(float x) {
 
 inline double exp_(double x) { return std::exp(x); }
 
-inline float tanh_(float x) {
+LSTMLAB_INLINE float tanh_(float x) {
   float ax = std::fabs(x);
   float z = x * x;
   float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z -
@@ -38,7 +41,7 @@ inline float tanh_(float x) {
 inline double tanh_(double x) { return std::tanh(x); }
 
 template <typename S>
-inline S sigmoid_(S x) {
+LSTMLAB_INLINE S sigmoid_(S x) {
   return S(1) / (S(1) + exp_(-x));
 }
 
