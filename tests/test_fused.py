@@ -184,8 +184,8 @@ def test_inference_saves_nothing() -> None:
 @pytest.fixture
 def two_threads(monkeypatch: pytest.MonkeyPatch) -> object:
     """Two torch threads, so that the LSTM's inference splits the units across threads, with
-    that inference path on (LSTMLAB_FUSED_INFERENCE=1, read at each call; off by default)."""
-    monkeypatch.setenv("LSTMLAB_FUSED_INFERENCE", "1")
+    that inference path on (as by default; LSTMLAB_FUSED_INFERENCE=0 turns it off)."""
+    monkeypatch.delenv("LSTMLAB_FUSED_INFERENCE", raising=False)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     yield
@@ -257,14 +257,23 @@ def test_inference_of_a_stack_is_one_call_and_equals_the_training_forward(
     assert len(layers) == 4
 
 
+# (I, H, B): the split across threads; a last panel of 4 gate rows (4 x 33 = 132) and 13
+# rows (6 + 6 + 1); one row and an input wider than the state; nothing but tails
+INFERENCE_SHAPES = {"136-136-64": (136, 136, 64), "5-33-13": (5, 33, 13), "300-20-1": (300, 20, 1), "3-3-5": (3, 3, 5)}
+
+
+@pytest.mark.parametrize("shape", INFERENCE_SHAPES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
-def test_inference_equals_torch_lstm(dtype: torch.dtype, two_threads: object) -> None:
-    """The standard cell's no-grad forward on the fused backend against torch's nn.LSTM."""
+def test_inference_equals_torch_lstm(dtype: torch.dtype, shape: str, two_threads: object) -> None:
+    """The standard cell's no-grad forward on the fused backend against torch's nn.LSTM, at
+    shapes that leave partial tiles in every direction of the inference path's products."""
+    n_in, hidden, batch = INFERENCE_SHAPES[shape]
     torch.manual_seed(0)
-    ours = lstmlab.LSTM(136, 136, backend="fused", dtype=dtype)
-    theirs = torch.nn.LSTM(136, 136, dtype=dtype)
+    ours = lstmlab.LSTM(n_in, hidden, backend="fused", dtype=dtype)
+    theirs = torch.nn.LSTM(n_in, hidden, dtype=dtype)
     theirs.load_state_dict(ours.state_dict())
-    x, h0, c0 = (torch.randn(shape, dtype=dtype) for shape in ((4, 64, 136), (1, 64, 136), (1, 64, 136)))
+    sizes = ((4, batch, n_in), (1, batch, hidden), (1, batch, hidden))
+    x, h0, c0 = (torch.randn(size, dtype=dtype) for size in sizes)
     with torch.no_grad():
         got, want = ours(x, (h0, c0)), theirs(x, (h0, c0))
     for a, b in zip(torch.utils._pytree.tree_leaves(got), torch.utils._pytree.tree_leaves(want), strict=True):

@@ -16,13 +16,6 @@ void sgemm_(const char*, const char*, const int*, const int*, const int*, const 
 void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*, const int*,
             const double*, const int*, const double*, double*, const int*) __attribute__((weak));
 int mkl_set_num_threads_local_(const int*) __attribute__((weak));  // MKL only
-// MKL's packed GEMM (CBLAS enums as ints): a weight matrix packed once into MKL's
-// internal layout, then multiplied at every step without repacking it.
-size_t cblas_sgemm_pack_get_size(int identifier, int m, int n, int k) __attribute__((weak));
-void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k, float alpha, const float* src, int ld,
-                      float* dest) __attribute__((weak));
-void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k, const float* a, int lda,
-                         const float* b, int ldb, float beta, float* c, int ldc) __attribute__((weak));
 }
 
 namespace lstmlab {
@@ -96,43 +89,5 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const S* 
   if (beta == S(0)) C.zero_();
   C.addmm_(A, Bm);
 }
-
-}  // namespace lstmlab
-
-namespace lstmlab {
-
-// C (m x n, row-major, leading dimension ldc) = A (m x k) W^T + beta C for one weight
-// matrix W (n x k, row-major) used at every step of a sequence with the same m: packed
-// once by MKL where it can (float with MKL's packed GEMM), else multiplied by `gemm`.
-// Runs on the calling thread.
-template <typename S>
-class PackedWeights {
- public:
-  PackedWeights(int64_t m, int64_t n, int64_t k, const S* w) : m_(m), n_(n), k_(k), w_(w) {
-    if (!std::is_same<S, float>::value || cblas_sgemm_pack == nullptr || m == 0 || n == 0 || k == 0) return;
-    SerialGemm serial(0);  // once per call: not worth waking threads for
-    const size_t bytes = cblas_sgemm_pack_get_size(kBMatrix, (int)m, (int)n, (int)k);
-    packed_ = at::empty({(int64_t)((bytes + sizeof(float) - 1) / sizeof(float))}, at::kFloat);
-    cblas_sgemm_pack(kRowMajor, kBMatrix, kTrans, (int)m, (int)n, (int)k, 1.0f, reinterpret_cast<const float*>(w),
-                     (int)k, packed_.data_ptr<float>());
-  }
-
-  void multiply(const S* a, int64_t lda, S beta, S* c, int64_t ldc) const {
-    SerialGemm serial(0);
-    if (packed_.defined()) {
-      cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, (int)m_, (int)n_, (int)k_, reinterpret_cast<const float*>(a),
-                          (int)lda, packed_.data_ptr<float>(), (int)n_, (float)beta, reinterpret_cast<float*>(c),
-                          (int)ldc);
-      return;
-    }
-    gemm<S>(false, true, m_, n_, k_, a, lda, w_, k_, beta, c, ldc);
-  }
-
- private:
-  static constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kBMatrix = 162;
-  int64_t m_, n_, k_;
-  const S* w_;
-  Tensor packed_;
-};
 
 }  // namespace lstmlab

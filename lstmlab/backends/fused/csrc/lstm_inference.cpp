@@ -4,16 +4,22 @@
 // What it does that the forward of lstm.cpp does not:
 // - The hidden units are split into one slice per thread, and the weight rows of each
 //   slice's gates (i, f, g, o of units j0..j1) are gathered into one block, once per
-//   call; each thread then computes its slice's recurrent product and, while that is
-//   in cache, the slice's pointwise pass: one parallel region per step instead of a
-//   threaded product followed by a threaded pass. Small sizes run on one thread.
-// - Each slice's weights are packed once per call for MKL's packed GEMM (float), not
-//   at every step's product.
+//   call; each thread then computes its slice's products and, while they are in cache,
+//   the slice's pointwise pass: one team of threads for the whole sequence meeting at a
+//   barrier after each step, instead of a threaded product followed by a threaded pass
+//   at every step. Small sizes run on one thread.
+// - No input projection of all steps ahead: each step's input and recurrent products are
+//   summed tile by tile in the cache (panel_gemm.h's multiply_sum), into one step's
+//   buffer, with the weights packed once per call into panels (BLAS would repack them at
+//   every step). The pre-activations of all steps never go to memory and back.
 // - The pointwise pass is one loop over the units computing the whole cell (L1-L6);
 //   it stores h' and c' only: the gate activations that only backward reads are not
 //   written back.
 
 #include <cstdlib>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <ATen/Parallel.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
@@ -24,15 +30,16 @@
 
 #include "activations.h"
 #include "cells.h"
-#include "gemm.h"
+#include "panel_gemm.h"
 #include "products.h"
 
 namespace lstmlab {
 namespace {
 
-// Multiply-adds of a step's recurrent product below which one thread does the step:
+// Multiply-adds of a step's products (input and recurrent) below which one thread does
+// the step:
 // as for gemm.h's kSerialGemmBelow, waking threads costs more than they save.
-constexpr int64_t kOneThreadBelow = int64_t(1) << 20;
+constexpr int64_t kOneThreadBelow = int64_t(1) << 18;
 
 // Units per slice are a multiple of this (one AVX-512 register of floats), so that
 // every slice's loop vectorizes from an aligned start.
@@ -118,22 +125,56 @@ inline void general_row(const LSTMFlags& F, int64_t n, const S* z, const GateOff
     for (int64_t j = 0; j < n; ++j) h2[j] *= sigmoid_<S>(z[off.o * n + j] + p_o[j] * c2[j]);  // (L5) (L6)
 }
 
+// step(t, s) for every step t in order and every slice s, slices across threads. With
+// OpenMP, one team runs the whole sequence, each thread its slices, meeting at a barrier
+// after each step (a spinning barrier costs well under a microsecond, a parallel region
+// per step several: at 32x128 a step's work is about 10 microseconds); without it, one
+// parallel_for per step.
+template <typename Step>
+void all_steps(int64_t T, int64_t n_slices, const Step& step) {
+#ifdef _OPENMP
+#pragma omp parallel num_threads(static_cast<int>(n_slices))
+  {
+    FlushDenormals flush;
+    const int64_t first = omp_get_thread_num(), stride = omp_get_num_threads();
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t s = first; s < n_slices; s += stride) step(t, s);
+#pragma omp barrier
+    }
+  }
+#else
+  for (int64_t t = 0; t < T; ++t)
+    at::parallel_for(0, n_slices, 1, [&](int64_t begin, int64_t end) {
+      FlushDenormals flush;
+      for (int64_t s = begin; s < end; ++s) step(t, s);
+    });
+#endif
+}
+
 template <typename S>
 ForwardResult infer(const LSTMFlags& F, const ForwardInputs& in) {
   const int64_t T = in.x.size(0), B = in.x.size(1), H = in.c0.size(1), GH = in.w_ih.size(0), G = F.G();
   const Lengths& len = in.len;
   auto opts = in.x.options();
-  const std::vector<int64_t> start = slices(B, GH, H, H);
+  const int64_t I = in.x.size(2);
+  const std::vector<int64_t> start = slices(B, GH, I + H, H);
   const int64_t n_slices = (int64_t)start.size() - 1;
-  // the weights and biases slice by slice: the input projection comes out in that order too
+  // the weights and biases slice by slice, and so each step's pre-activations
   Tensor w_ih = by_slices(in.w_ih, G, H, start), w_hh = by_slices(in.w_hh, G, H, start);
   Tensor bias = summed_bias(in.b_ih, in.b_hh);
   if (bias.defined()) bias = by_slices(bias, G, H, start);
-  Tensor gates = input_projection(in.x, w_ih, bias);  // (T, B, GH), slice by slice
-  std::vector<PackedWeights<S>> packed;
-  packed.reserve(n_slices);
-  for (int64_t s = 0; s < n_slices; ++s)
-    packed.emplace_back(B, G * (start[s + 1] - start[s]), H, w_hh.data_ptr<S>() + G * start[s] * H);
+  const S* bias_p = data_or_null<S>(bias);
+  const Tensor x = in.x.contiguous();
+  const S* xp = x.data_ptr<S>();
+  std::vector<PanelWeights<S>> input_w, recurrent_w;
+  input_w.reserve(n_slices);
+  recurrent_w.reserve(n_slices);
+  for (int64_t s = 0; s < n_slices; ++s) {
+    const int64_t rows = G * (start[s + 1] - start[s]);
+    input_w.emplace_back(rows, I, w_ih.data_ptr<S>() + G * start[s] * I);
+    recurrent_w.emplace_back(rows, H, w_hh.data_ptr<S>() + G * start[s] * H);
+  }
+  Tensor gates = at::empty({B, GH}, opts);  // one step's pre-activations, slice by slice
   Tensor y = at::empty({T, B, H}, opts);
   Tensor hs = len.given ? at::empty({T, B, H}, opts) : y;  // the state sequence; y is zero where padded
   Tensor cs = at::empty({2, B, H}, opts);
@@ -159,8 +200,9 @@ ForwardResult infer(const LSTMFlags& F, const ForwardInputs& in) {
     const S* cp = t == 0 ? in.c0.data_ptr<S>() : csp + ((t - 1) % 2) * B * H;
     S* hn = hsp + t * B * H;
     S* cn = csp + (t % 2) * B * H;
-    S* Gt = Gp + t * B * GH + G * j0;
-    packed[s].multiply(hp, H, S(1), Gt, GH);
+    S* Gt = Gp + G * j0;
+    multiply_sum<S>(B, xp + t * B * I, I, input_w[s], hp, H, recurrent_w[s], bias_p == nullptr ? nullptr : bias_p + G * j0,
+                    Gt, GH);
     for (int64_t b = 0; b < B; ++b) {
       const S* c = cp + b * H + j0;
       S* c2 = cn + b * H + j0;
@@ -182,15 +224,13 @@ ForwardResult infer(const LSTMFlags& F, const ForwardInputs& in) {
       if (yb != h2) std::memcpy(yb, h2, n * sizeof(S));
     }
   };
-  for (int64_t t = 0; t < T; ++t) {
-    if (n_slices == 1) {
-      step(t, 0);
-    } else {
-      at::parallel_for(0, n_slices, 1, [&](int64_t begin, int64_t end) {
-        FlushDenormals flush;
-        for (int64_t s = begin; s < end; ++s) step(t, s);
-      });
-    }
+  if (n_slices == 1) {
+    for (int64_t t = 0; t < T; ++t) step(t, 0);
+  } else if (!at::in_parallel_region()) {
+    all_steps(T, n_slices, step);
+  } else {  // called from a parallel region: its one thread takes every slice
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t s = 0; s < n_slices; ++s) step(t, s);
   }
   ForwardResult r;
   r.y = y;
@@ -202,10 +242,10 @@ ForwardResult infer(const LSTMFlags& F, const ForwardInputs& in) {
 }  // namespace
 
 bool lstm_inference_runs(const LSTMFlags& flags, const ForwardInputs& in) {
-  // Opt-in (LSTMLAB_FUSED_INFERENCE=1): on an idle machine it measured 1.1-1.4x the time of
-  // the training forward without saves (benchmarks/RESULTS.md), so that forward is the default.
-  const char* opt_in = std::getenv("LSTMLAB_FUSED_INFERENCE");
-  if (opt_in == nullptr || std::strcmp(opt_in, "1") != 0) return false;
+  // On unless LSTMLAB_FUSED_INFERENCE=0 (read at each call), which runs the training forward
+  // without saves instead: a baseline for benchmarks (benchmarks/RESULTS.md).
+  const char* choice = std::getenv("LSTMLAB_FUSED_INFERENCE");
+  if (choice != nullptr && std::strcmp(choice, "0") == 0) return false;
   return !in.save && !flags.gate_recurrence && !in.w_hr.defined() && in.x.size(0) > 0 && in.c0.size(1) > 0 &&
          !in.recurrent_mask.defined() && !in.zoneout_h.defined() && !in.zoneout_c.defined() && !in.layer_norm();
 }
