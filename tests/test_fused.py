@@ -206,9 +206,9 @@ def test_inference_equals_training_forward(case: str, dtype: torch.dtype, two_th
     with torch.no_grad():
         for p in module.parameters():
             p.uniform_(-0.2, 0.2)
-    x = torch.randn(4, 64, size, dtype=dtype)
+    x = torch.randn(8, 64, size, dtype=dtype)  # the path runs from 8 steps and 8 rows
     state = tuple(torch.randn(1, 64, n, dtype=dtype) * 0.5 for n in module.config.state_sizes)
-    lengths = torch.randint(1, 5, (64,))
+    lengths = torch.randint(1, 9, (64,))
     state = state if len(state) > 1 else state[0]
     for padded in (False, True):
         inp = pack_padded_sequence(x, lengths, enforce_sorted=False) if padded else x
@@ -257,9 +257,10 @@ def test_inference_of_a_stack_is_one_call_and_equals_the_training_forward(
     assert len(layers) == 4
 
 
-# (I, H, B): the split across threads; a last panel of 4 gate rows (4 x 33 = 132) and 13
-# rows (6 + 6 + 1); one row and an input wider than the state; nothing but tails
-INFERENCE_SHAPES = {"136-136-64": (136, 136, 64), "5-33-13": (5, 33, 13), "300-20-1": (300, 20, 1), "3-3-5": (3, 3, 5)}
+# (I, H, B), B >= 8 and T = 8 for the inference path to run: the split across threads; a
+# last panel of 4 gate rows (4 x 33 = 132) and 13 rows (6 + 6 + 1); an input wider than the
+# state (three passes of 128); nothing but tails
+INFERENCE_SHAPES = {"136-136-64": (136, 136, 64), "5-33-13": (5, 33, 13), "300-20-9": (300, 20, 9), "3-3-8": (3, 3, 8)}
 
 
 @pytest.mark.parametrize("shape", INFERENCE_SHAPES)
@@ -272,7 +273,7 @@ def test_inference_equals_torch_lstm(dtype: torch.dtype, shape: str, two_threads
     ours = lstmlab.LSTM(n_in, hidden, backend="fused", dtype=dtype)
     theirs = torch.nn.LSTM(n_in, hidden, dtype=dtype)
     theirs.load_state_dict(ours.state_dict())
-    sizes = ((4, batch, n_in), (1, batch, hidden), (1, batch, hidden))
+    sizes = ((8, batch, n_in), (1, batch, hidden), (1, batch, hidden))
     x, h0, c0 = (torch.randn(size, dtype=dtype) for size in sizes)
     with torch.no_grad():
         got, want = ours(x, (h0, c0)), theirs(x, (h0, c0))
