@@ -37,8 +37,7 @@ namespace lstmlab {
 namespace {
 
 // Multiply-adds of a step's products (input and recurrent) below which one thread does
-// the step:
-// as for gemm.h's kSerialGemmBelow, waking threads costs more than they save.
+// the step: as for gemm.h's kSerialGemmBelow, waking threads costs more than they save.
 constexpr int64_t kOneThreadBelow = int64_t(1) << 18;
 
 // The path runs sequences of at least kMinSteps steps and kMinRows rows: packing the
