@@ -105,3 +105,40 @@ def test_builds_of_one_key_take_turns(cache: Path, builds: list[dict], capsys: p
             assert not (directory / "lock").exists()  # removed only once the holder had gone
     assert waited > 0.5
     assert "waiting for another process building the fused CPU kernels" in capsys.readouterr().err
+
+
+def test_a_compiler_without_openmp_builds_without_it(
+    cache: Path, builds: list[dict], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """clang without libomp rejects -fopenmp: the kernels are built without it rather than not at all."""
+    monkeypatch.setattr(loader, "openmp_flags", lambda: ["-fopenmp"])
+    probed: list[list[str]] = []
+    monkeypatch.setattr(loader, "compiler_accepts", lambda flags: probed.append(flags) and False)
+    loader._compile()
+    assert probed == [["-fopenmp"]]
+    assert len(builds) == 1 and "-fopenmp" not in builds[0]["extra_cflags"] and builds[0]["extra_ldflags"] == []
+    assert "-O3" in builds[0]["extra_cflags"]
+    assert "does not build OpenMP programs (-fopenmp)" in capsys.readouterr().err
+
+
+def test_a_compiler_with_openmp_builds_with_it(cache: Path, builds: list[dict], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loader, "openmp_flags", lambda: ["-fopenmp"])
+    monkeypatch.setattr(loader, "compiler_accepts", lambda flags: True)
+    loader._compile()
+    assert "-fopenmp" in builds[0]["extra_cflags"] and builds[0]["extra_ldflags"] == ["-fopenmp"]
+
+
+def test_the_openmp_probe_runs_the_compiler(monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    import subprocess
+
+    compiler = shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler (c++) on the PATH")
+    monkeypatch.delenv("CXX", raising=False)
+    assert not loader.compiler_accepts(["-fopenmp", "--no-such-compiler-option"])
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
+    if "clang" not in version:  # GCC ships its OpenMP runtime; clang may lack libomp
+        assert loader.compiler_accepts(["-fopenmp"])
+    monkeypatch.setenv("CXX", "/no/such/compiler")
+    assert not loader.compiler_accepts(["-fopenmp"])

@@ -71,6 +71,24 @@ def openmp_flags() -> list[str]:
     return ["-fopenmp"] if torch.backends.openmp.is_available() and sys.platform.startswith("linux") else []
 
 
+OPENMP_PROBE = "#include <omp.h>\nint main() { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
+
+
+def compiler_accepts(flags: list[str]) -> bool:
+    """Whether the C++ compiler torch builds with ($CXX, else c++) compiles and links a small
+    OpenMP program with `flags` (clang without libomp, for one, does not take -fopenmp)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        command = [os.environ.get("CXX", "c++"), *flags, "-x", "c++", "-", "-o", str(Path(folder) / "probe")]
+        try:
+            done = subprocess.run(command, input=OPENMP_PROBE, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            return False
+    return done.returncode == 0
+
+
 def cache_dir() -> Path:
     """Where builds are cached (one sub-folder per source/flags/torch hash)."""
     if os.environ.get("LSTMLAB_CACHE"):
@@ -166,11 +184,19 @@ def _compile() -> ModuleType:
         if module is not None:
             return module
         print(f"lstmlab: compiling the fused CPU kernels (a minute or so, once; cached in {directory})", file=sys.stderr)
+        compile_flags, link_flags = cflags(), openmp_flags()
+        if link_flags and not compiler_accepts(link_flags):
+            print(
+                f"lstmlab: the C++ compiler does not build OpenMP programs ({' '.join(link_flags)}); the fused "
+                "CPU kernels are built without it, and their own loops run on one thread",
+                file=sys.stderr,
+            )
+            compile_flags, link_flags = [f for f in compile_flags if f not in link_flags], []
         return cpp_extension.load(
             name=name,
             sources=[str(path) for path in sources()],
-            extra_cflags=cflags(),
-            extra_ldflags=openmp_flags(),
+            extra_cflags=compile_flags,
+            extra_ldflags=link_flags,
             extra_include_paths=[str(CSRC)],
             build_directory=str(directory),
         )
