@@ -3,11 +3,11 @@
 //
 // What it does that the forward of lstm.cpp does not:
 // - The hidden units are split into one slice per thread, and the weight rows of each
-//   slice's gates (i, f, g, o of units j0..j1) are gathered into one block, once per
-//   call; each thread then computes its slice's products and, while they are in cache,
-//   the slice's pointwise pass: one team of threads for the whole sequence meeting at a
-//   barrier after each step, instead of a threaded product followed by a threaded pass
-//   at every step. Small sizes run on one thread.
+//   slice's gates (i, f, g, o of units j0..j1) are packed into one block, once per call,
+//   by the thread that runs the slice; each thread then computes its slice's products and,
+//   while they are in cache, the slice's pointwise pass: one team of threads for the whole
+//   sequence meeting at a barrier after each step, instead of a threaded product followed
+//   by a threaded pass at every step. Small sizes run on one thread.
 // - No input projection of all steps ahead: each step's input and recurrent products are
 //   summed tile by tile in the cache (panel_gemm.h's multiply_sum), into one step's
 //   buffer, with the weights packed once per call into panels (BLAS would repack them at
@@ -21,7 +21,6 @@
 #include <omp.h>
 #endif
 #include <ATen/Parallel.h>
-#include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 
@@ -64,14 +63,15 @@ std::vector<int64_t> slices(int64_t B, int64_t GH, int64_t P, int64_t H) {
   return start;
 }
 
-// The gate rows (or bias entries) of `w` (G*H, ...) reordered slice by slice: for each
-// slice, its units' rows of gate block 0, then of block 1, ... (G blocks).
-Tensor by_slices(const Tensor& w, int64_t G, int64_t H, const std::vector<int64_t>& start) {
-  if (start.size() == 2) return w;  // one slice: the order it has
-  std::vector<Tensor> parts;
+// The entries of `bias` (G*H) reordered slice by slice: for each slice, its units' entries
+// of gate block 0, then of block 1, ... (G blocks), as the slices' weight rows are packed.
+template <typename S>
+std::vector<S> bias_by_slices(const S* bias, int64_t G, int64_t H, const std::vector<int64_t>& start) {
+  std::vector<S> out;
+  out.reserve(G * H);
   for (size_t s = 0; s + 1 < start.size(); ++s)
-    for (int64_t g = 0; g < G; ++g) parts.push_back(w.narrow(0, g * H + start[s], start[s + 1] - start[s]));
-  return at::cat(parts).contiguous();
+    for (int64_t g = 0; g < G; ++g) out.insert(out.end(), bias + g * H + start[s], bias + g * H + start[s + 1]);
+  return out;
 }
 
 // Where a slice's gates are in its block of a step's pre-activations (-1: absent).
@@ -134,24 +134,29 @@ inline void general_row(const LSTMFlags& F, int64_t n, const S* z, const GateOff
     for (int64_t j = 0; j < n; ++j) h2[j] *= sigmoid_<S>(z[off.o * n + j] + p_o[j] * c2[j]);  // (L5) (L6)
 }
 
-// step(t, s) for every step t in order and every slice s, slices across threads. With
-// OpenMP, one team runs the whole sequence, each thread its slices, meeting at a barrier
-// after each step (a spinning barrier costs well under a microsecond, a parallel region
-// per step several: at 32x128 a step's work is about 10 microseconds); without it, one
-// parallel_for per step.
-template <typename Step>
-void all_steps(int64_t T, int64_t n_slices, const Step& step) {
+// prepare(s) for every slice s, then step(t, s) for every step t in order and every slice
+// s, slices across threads (a thread prepares the slices it steps). With OpenMP, one team
+// runs the whole sequence, each thread its slices, meeting at a barrier after each step (a
+// spinning barrier costs well under a microsecond, a parallel region per step several: at
+// 32x128 a step's work is about 10 microseconds); without it, one parallel_for per step.
+template <typename Prepare, typename Step>
+void all_steps(int64_t T, int64_t n_slices, const Prepare& prepare, const Step& step) {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(static_cast<int>(n_slices))
   {
     FlushDenormals flush;
     const int64_t first = omp_get_thread_num(), stride = omp_get_num_threads();
+    for (int64_t s = first; s < n_slices; s += stride) prepare(s);
+#pragma omp barrier
     for (int64_t t = 0; t < T; ++t) {
       for (int64_t s = first; s < n_slices; s += stride) step(t, s);
 #pragma omp barrier
     }
   }
 #else
+  at::parallel_for(0, n_slices, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t s = begin; s < end; ++s) prepare(s);
+  });
   for (int64_t t = 0; t < T; ++t)
     at::parallel_for(0, n_slices, 1, [&](int64_t begin, int64_t end) {
       FlushDenormals flush;
@@ -168,21 +173,20 @@ ForwardResult infer(const LSTMFlags& F, const ForwardInputs& in) {
   const int64_t I = in.x.size(2);
   const std::vector<int64_t> start = slices(B, GH, I + H, H);
   const int64_t n_slices = (int64_t)start.size() - 1;
-  // the weights and biases slice by slice, and so each step's pre-activations
-  Tensor w_ih = by_slices(in.w_ih, G, H, start), w_hh = by_slices(in.w_hh, G, H, start);
-  Tensor bias = summed_bias(in.b_ih, in.b_hh);
-  if (bias.defined()) bias = by_slices(bias, G, H, start);
-  const S* bias_p = data_or_null<S>(bias);
+  // the weights and biases slice by slice (each slice's weights packed by the thread that
+  // runs it), and so each step's pre-activations
+  const Tensor w_ih = in.w_ih.contiguous(), w_hh = in.w_hh.contiguous();
+  const Tensor summed = summed_bias(in.b_ih, in.b_hh);
+  const std::vector<S> bias = summed.defined() ? bias_by_slices(summed.data_ptr<S>(), G, H, start) : std::vector<S>();
+  const S* bias_p = bias.empty() ? nullptr : bias.data();
   const Tensor x = in.x.contiguous();
   const S* xp = x.data_ptr<S>();
-  std::vector<PanelWeights<S>> input_w, recurrent_w;
-  input_w.reserve(n_slices);
-  recurrent_w.reserve(n_slices);
-  for (int64_t s = 0; s < n_slices; ++s) {
-    const int64_t rows = G * (start[s + 1] - start[s]);
-    input_w.emplace_back(rows, I, w_ih.data_ptr<S>() + G * start[s] * I);
-    recurrent_w.emplace_back(rows, H, w_hh.data_ptr<S>() + G * start[s] * H);
-  }
+  std::vector<PanelWeights<S>> input_w(n_slices), recurrent_w(n_slices);
+  auto prepare = [&](int64_t s) {
+    const int64_t j0 = start[s], units = start[s + 1] - j0;
+    input_w[s] = PanelWeights<S>(G, H, j0, units, I, w_ih.data_ptr<S>());
+    recurrent_w[s] = PanelWeights<S>(G, H, j0, units, H, w_hh.data_ptr<S>());
+  };
   Tensor gates = at::empty({B, GH}, opts);  // one step's pre-activations, slice by slice
   Tensor y = at::empty({T, B, H}, opts);
   Tensor hs = len.given ? at::empty({T, B, H}, opts) : y;  // the state sequence; y is zero where padded
@@ -233,11 +237,10 @@ ForwardResult infer(const LSTMFlags& F, const ForwardInputs& in) {
       if (yb != h2) std::memcpy(yb, h2, n * sizeof(S));
     }
   };
-  if (n_slices == 1) {
-    for (int64_t t = 0; t < T; ++t) step(t, 0);
-  } else if (!at::in_parallel_region()) {
-    all_steps(T, n_slices, step);
-  } else {  // called from a parallel region: its one thread takes every slice
+  if (n_slices > 1 && !at::in_parallel_region()) {
+    all_steps(T, n_slices, prepare, step);
+  } else {  // one slice, or called from a parallel region: this thread takes every slice
+    for (int64_t s = 0; s < n_slices; ++s) prepare(s);
     for (int64_t t = 0; t < T; ++t)
       for (int64_t s = 0; s < n_slices; ++s) step(t, s);
   }

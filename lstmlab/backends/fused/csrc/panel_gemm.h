@@ -122,37 +122,49 @@ inline void tile_column(int64_t m, Source (&sources)[2], bool add, const float* 
 }  // namespace panel
 #endif  // LSTMLAB_PANEL_GEMM
 
-// One weight matrix W (n x k, row-major) of `multiply_sum`, packed into panels where the
-// kernel runs.
+// One weight matrix of `multiply_sum`: the rows [j0, j0 + units) of each of the `blocks`
+// blocks of H rows of W (blocks * H x k, row-major), block after block (a slice of an
+// LSTM's hidden units across its gates); n = blocks * units rows. Packed into panels
+// where the kernel runs; otherwise those rows as one matrix (W itself when they are all
+// of it). Empty when default-constructed, to be assigned.
 template <typename S>
 class PanelWeights {
  public:
-  PanelWeights(int64_t n, int64_t k, const S* w) : n_(n), k_(k), w_(w) {
+  PanelWeights() = default;
+  PanelWeights(int64_t blocks, int64_t H, int64_t j0, int64_t units, int64_t k, const S* W)
+      : n_(blocks * units), k_(k), w_(W) {
+    auto row = [&](int64_t r) { return W + ((r / units) * H + j0 + r % units) * k; };
 #if LSTMLAB_PANEL_GEMM
     using panel::kCols;
-    if (!std::is_same<S, float>::value || n == 0 || k == 0) return;
-    const int64_t panels = (n + kCols - 1) / kCols;
-    storage_ = at::empty({panels * k * kCols + 8}, at::kFloat);  // + 8: room to align to 32 bytes
-    float* base = storage_.data_ptr<float>();
-    float* out = base + (8 - (reinterpret_cast<uintptr_t>(base) / sizeof(float)) % 8) % 8;
-    panels_ = out;
-    const float* W = reinterpret_cast<const float*>(w);
-    // panel p, row q: W[16 p + j, q] for j < 16, zeros past n
-    for (int64_t p = 0; p < panels; ++p, out += k * kCols) {
-      const int64_t cols = std::min(kCols, n - p * kCols);
-      for (int64_t j = 0; j < cols; ++j) {
-        const float* row = W + (p * kCols + j) * k;
-        for (int64_t q = 0; q < k; ++q) out[q * kCols + j] = row[q];
+    if (std::is_same<S, float>::value && n_ > 0 && k > 0) {
+      const int64_t panels = (n_ + kCols - 1) / kCols;
+      storage_ = at::empty({panels * k * kCols + 8}, at::kFloat);  // + 8: room to align to 32 bytes
+      float* base = storage_.data_ptr<float>();
+      float* out = base + (8 - (reinterpret_cast<uintptr_t>(base) / sizeof(float)) % 8) % 8;
+      panels_ = out;
+      // panel p, row q: row(16 p + j)[q] for j < 16, zeros past n
+      for (int64_t p = 0; p < panels; ++p, out += k * kCols) {
+        const int64_t cols = std::min(kCols, n_ - p * kCols);
+        for (int64_t j = 0; j < cols; ++j) {
+          const float* w = reinterpret_cast<const float*>(row(p * kCols + j));
+          for (int64_t q = 0; q < k; ++q) out[q * kCols + j] = w[q];
+        }
+        for (int64_t j = cols; j < kCols; ++j)
+          for (int64_t q = 0; q < k; ++q) out[q * kCols + j] = 0.0f;
       }
-      for (int64_t j = cols; j < kCols; ++j)
-        for (int64_t q = 0; q < k; ++q) out[q * kCols + j] = 0.0f;
+      return;
     }
 #endif
+    if (units == H) return;  // every row, in W's order
+    storage_ = at::empty({n_ * k}, c10::CppTypeToScalarType<S>::value);
+    S* out = storage_.data_ptr<S>();
+    for (int64_t r = 0; r < n_; ++r) std::memcpy(out + r * k, row(r), k * sizeof(S));
+    w_ = out;
   }
 
  private:
-  int64_t n_, k_;
-  const S* w_;
+  int64_t n_ = 0, k_ = 0;
+  const S* w_ = nullptr;
   Tensor storage_;
   const float* panels_ = nullptr;
 
