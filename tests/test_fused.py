@@ -183,7 +183,7 @@ def test_inference_saves_nothing() -> None:
 
 @pytest.fixture
 def two_threads(monkeypatch: pytest.MonkeyPatch) -> object:
-    """Two torch threads, so that the LSTM's inference splits the units across threads, with
+    """Two torch threads, so that the LSTM's inference splits its work across threads, with
     that inference path on (as by default; LSTMLAB_FUSED_INFERENCE=0 turns it off)."""
     monkeypatch.delenv("LSTMLAB_FUSED_INFERENCE", raising=False)
     before = torch.get_num_threads()
@@ -192,23 +192,29 @@ def two_threads(monkeypatch: pytest.MonkeyPatch) -> object:
     torch.set_num_threads(before)
 
 
+# (size, batch) of the LSTM's inference path split across two threads: by units, 136 of
+# them in slices of 80 and 56 (one not a multiple of the vector width); by rows, 37 in blocks
+# of 18 and 19 (weights small enough for each thread to keep them all)
+SPLITS = {"units": (136, 64), "rows": (48, 37)}
+
+
+@pytest.mark.parametrize("split", SPLITS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("case", CASES)
-def test_inference_equals_training_forward(case: str, dtype: torch.dtype, two_threads: object) -> None:
-    """The no-grad forward (for the LSTM its own path: units split across threads, weights
-    packed, one pass per row storing h and c only) against the forward that saves for
-    backward, with and without padding. 64 x 136 is large enough for the split, and 136
-    units make slices of 80 and 56: one that is not a multiple of the vector width."""
+def test_inference_equals_training_forward(case: str, dtype: torch.dtype, split: str, two_threads: object) -> None:
+    """The no-grad forward (for the LSTM its own path: units or rows split across threads,
+    weights packed, one pass per row storing h and c only) against the forward that saves
+    for backward, with and without padding."""
     family, flags = CASES[case]
     torch.manual_seed(0)
-    size = 136
+    size, batch = SPLITS[split]
     module = getattr(lstmlab, family)(size, size, backend="fused", dtype=dtype, **flags)
     with torch.no_grad():
         for p in module.parameters():
             p.uniform_(-0.2, 0.2)
-    x = torch.randn(8, 64, size, dtype=dtype)  # the path runs from 8 steps and 8 rows
-    state = tuple(torch.randn(1, 64, n, dtype=dtype) * 0.5 for n in module.config.state_sizes)
-    lengths = torch.randint(1, 9, (64,))
+    x = torch.randn(8, batch, size, dtype=dtype)  # the path runs from 8 steps and 8 rows
+    state = tuple(torch.randn(1, batch, n, dtype=dtype) * 0.5 for n in module.config.state_sizes)
+    lengths = torch.randint(1, 9, (batch,))
     state = state if len(state) > 1 else state[0]
     for padded in (False, True):
         inp = pack_padded_sequence(x, lengths, enforce_sorted=False) if padded else x
@@ -257,10 +263,17 @@ def test_inference_of_a_stack_is_one_call_and_equals_the_training_forward(
     assert len(layers) == 4
 
 
-# (I, H, B), B >= 8 and T = 8 for the inference path to run: the split across threads; a
-# last panel of 4 gate rows (4 x 33 = 132) and 13 rows (6 + 6 + 1); an input wider than the
-# state (three passes of 128); nothing but tails
-INFERENCE_SHAPES = {"136-136-64": (136, 136, 64), "5-33-13": (5, 33, 13), "300-20-9": (300, 20, 9), "3-3-8": (3, 3, 8)}
+# (I, H, B), B >= 8 and T = 8 for the inference path to run: the split across threads, by
+# units and by rows (tiles of 6 + 6 + 6 and 5 + 5 + 5 + 4 rows); a last panel of 4 gate rows
+# (4 x 33 = 132) and 13 rows (5 + 4 + 4); an input wider than the state (three passes of
+# 128); nothing but tails
+INFERENCE_SHAPES = {
+    "136-136-64": (136, 136, 64),
+    "60-64-37": (60, 64, 37),
+    "5-33-13": (5, 33, 13),
+    "300-20-9": (300, 20, 9),
+    "3-3-8": (3, 3, 8),
+}
 
 
 @pytest.mark.parametrize("shape", INFERENCE_SHAPES)

@@ -7,7 +7,9 @@
 //   by the thread that runs the slice; each thread then computes its slice's products and,
 //   while they are in cache, the slice's pointwise pass: one team of threads for the whole
 //   sequence meeting at a barrier after each step, instead of a threaded product followed
-//   by a threaded pass at every step. Small sizes run on one thread.
+//   by a threaded pass at every step. Where all the weights fit a core's L2 cache, the
+//   batch rows are split instead: each thread packs all the weights and runs its rows'
+//   sequences with no barrier at all. Small sizes run on one thread.
 // - No input projection of all steps ahead: each step's input and recurrent products are
 //   summed tile by tile in the cache (panel_gemm.h's multiply_sum), into one step's
 //   buffer, with the weights packed once per call into panels (BLAS would repack them at
@@ -53,14 +55,34 @@ constexpr int64_t kMinRows = 8;
 // every slice's loop vectorizes from an aligned start.
 constexpr int64_t kUnitAlign = 16;
 
-// The hidden units' split into slices: slice s holds units [start[s], start[s + 1]).
-std::vector<int64_t> slices(int64_t B, int64_t GH, int64_t P, int64_t H) {
-  int64_t n = B * GH * P < kOneThreadBelow ? 1 : at::get_num_threads();
-  n = std::max<int64_t>(1, std::min<int64_t>(n, H / kUnitAlign));
-  const int64_t per = (H / n + kUnitAlign - 1) / kUnitAlign * kUnitAlign;
+// Bytes of weights (input and recurrent, all gates) up to which the threads split the batch
+// rows rather than the hidden units: each thread then packs all the weights for itself
+// (they stay in its core's L2 cache) and runs its rows' sequences, independent of the other
+// threads', with no barrier at all; above it, a thread streaming all the weights at every
+// step would read twice what it reads with its slice of units.
+constexpr int64_t kRowSplitBelow = int64_t(512) << 10;
+
+// How a call's work is split between threads: part s runs the units [units[u], units[u + 1])
+// of the rows [rows[r], rows[r + 1]), u = s % (units.size() - 1), r = s / (units.size() - 1).
+// Either the units or the rows are split, not both.
+struct Split {
+  std::vector<int64_t> units, rows;
+  int64_t parts() const { return int64_t(units.size() - 1) * int64_t(rows.size() - 1); }
+  bool independent() const { return units.size() == 2; }  // whole rows: no part reads another's h
+};
+
+std::vector<int64_t> even(int64_t size, int64_t n, int64_t align) {
+  const int64_t per = (size / n + align - 1) / align * align;
   std::vector<int64_t> start(1, 0);
-  for (int64_t s = 0; s < n; ++s) start.push_back(s == n - 1 ? H : std::min(H, start.back() + per));
+  for (int64_t s = 0; s < n; ++s) start.push_back(s == n - 1 ? size : std::min(size, start.back() + per));
   return start;
+}
+
+Split split(int64_t B, int64_t GH, int64_t P, int64_t H, int64_t element) {
+  const int64_t threads = B * GH * P < kOneThreadBelow ? 1 : at::get_num_threads();
+  const int64_t row_blocks = std::min(threads, B / kMinRows);
+  if (row_blocks > 1 && GH * P * element <= kRowSplitBelow) return {{0, H}, even(B, row_blocks, 1)};
+  return {even(H, std::max<int64_t>(1, std::min(threads, H / kUnitAlign)), kUnitAlign), {0, B}};
 }
 
 // The entries of `bias` (G*H) reordered slice by slice: for each slice, its units' entries
@@ -134,31 +156,38 @@ inline void general_row(const LSTMFlags& F, int64_t n, const S* z, const GateOff
     for (int64_t j = 0; j < n; ++j) h2[j] *= sigmoid_<S>(z[off.o * n + j] + p_o[j] * c2[j]);  // (L5) (L6)
 }
 
-// prepare(s) for every slice s, then step(t, s) for every step t in order and every slice
-// s, slices across threads (a thread prepares the slices it steps). With OpenMP, one team
-// runs the whole sequence, each thread its slices, meeting at a barrier after each step (a
-// spinning barrier costs well under a microsecond, a parallel region per step several: at
-// 32x128 a step's work is about 10 microseconds); without it, one parallel_for per step.
+// prepare(s) for every part s, then step(t, s) for every step t in order and every part s,
+// parts across threads (a thread prepares the parts it steps). With OpenMP, one team runs
+// the whole sequence, each thread its parts, meeting at a barrier after each step unless
+// the parts are independent (a spinning barrier costs well under a microsecond, a parallel
+// region per step several: at 32x128 a step's work is about 10 microseconds); without it,
+// one parallel_for per step.
 template <typename Prepare, typename Step>
-void all_steps(int64_t T, int64_t n_slices, const Prepare& prepare, const Step& step) {
+void all_steps(int64_t T, int64_t n_parts, bool independent, const Prepare& prepare, const Step& step) {
 #ifdef _OPENMP
-#pragma omp parallel num_threads(static_cast<int>(n_slices))
+#pragma omp parallel num_threads(static_cast<int>(n_parts))
   {
     FlushDenormals flush;
     const int64_t first = omp_get_thread_num(), stride = omp_get_num_threads();
-    for (int64_t s = first; s < n_slices; s += stride) prepare(s);
+    for (int64_t s = first; s < n_parts; s += stride) prepare(s);
+    if (independent) {
+      for (int64_t s = first; s < n_parts; s += stride)
+        for (int64_t t = 0; t < T; ++t) step(t, s);
+    } else {
 #pragma omp barrier
-    for (int64_t t = 0; t < T; ++t) {
-      for (int64_t s = first; s < n_slices; s += stride) step(t, s);
+      for (int64_t t = 0; t < T; ++t) {
+        for (int64_t s = first; s < n_parts; s += stride) step(t, s);
 #pragma omp barrier
+      }
     }
   }
 #else
-  at::parallel_for(0, n_slices, 1, [&](int64_t begin, int64_t end) {
+  (void)independent;
+  at::parallel_for(0, n_parts, 1, [&](int64_t begin, int64_t end) {
     for (int64_t s = begin; s < end; ++s) prepare(s);
   });
   for (int64_t t = 0; t < T; ++t)
-    at::parallel_for(0, n_slices, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, n_parts, 1, [&](int64_t begin, int64_t end) {
       FlushDenormals flush;
       for (int64_t s = begin; s < end; ++s) step(t, s);
     });
@@ -171,19 +200,20 @@ ForwardResult infer(const LSTMFlags& F, const ForwardInputs& in) {
   const Lengths& len = in.len;
   auto opts = in.x.options();
   const int64_t I = in.x.size(2);
-  const std::vector<int64_t> start = slices(B, GH, I + H, H);
-  const int64_t n_slices = (int64_t)start.size() - 1;
-  // the weights and biases slice by slice (each slice's weights packed by the thread that
-  // runs it), and so each step's pre-activations
+  const Split work = split(B, GH, I + H, H, sizeof(S));
+  const std::vector<int64_t>& start = work.units;
+  const int64_t n_units = (int64_t)start.size() - 1, n_parts = work.parts();
+  // the weights and biases slice of units by slice (each part's weights packed by the thread
+  // that runs it), and so each step's pre-activations
   const Tensor w_ih = in.w_ih.contiguous(), w_hh = in.w_hh.contiguous();
   const Tensor summed = summed_bias(in.b_ih, in.b_hh);
   const std::vector<S> bias = summed.defined() ? bias_by_slices(summed.data_ptr<S>(), G, H, start) : std::vector<S>();
   const S* bias_p = bias.empty() ? nullptr : bias.data();
   const Tensor x = in.x.contiguous();
   const S* xp = x.data_ptr<S>();
-  std::vector<PanelWeights<S>> input_w(n_slices), recurrent_w(n_slices);
+  std::vector<PanelWeights<S>> input_w(n_parts), recurrent_w(n_parts);
   auto prepare = [&](int64_t s) {
-    const int64_t j0 = start[s], units = start[s + 1] - j0;
+    const int64_t j0 = start[s % n_units], units = start[s % n_units + 1] - j0;
     input_w[s] = PanelWeights<S>(G, H, j0, units, I, w_ih.data_ptr<S>());
     recurrent_w[s] = PanelWeights<S>(G, H, j0, units, H, w_hh.data_ptr<S>());
   };
@@ -192,7 +222,7 @@ ForwardResult infer(const LSTMFlags& F, const ForwardInputs& in) {
   Tensor hs = len.given ? at::empty({T, B, H}, opts) : y;  // the state sequence; y is zero where padded
   Tensor cs = at::empty({2, B, H}, opts);
   Tensor zeros = at::zeros({H}, opts);
-  Tensor scratch = at::empty({n_slices, 2 * H}, opts);  // general_row's i and f, per slice
+  Tensor scratch = at::empty({n_parts, 2 * H}, opts);  // general_row's i and f, per part
   const bool standard = F.gate_i >= 0 && F.gate_o >= 0 && (F.gate_f >= 0 || F.coupled) && F.tanh_g && F.tanh_h;
   const GateOffsets off{F.gate_i, F.gate_f, F.gate_g, F.gate_o};
   S* Gp = gates.data_ptr<S>();
@@ -206,17 +236,18 @@ ForwardResult infer(const LSTMFlags& F, const ForwardInputs& in) {
   const S* p_f = F.peephole_f >= 0 ? pch + F.peephole_f * H : zero;
   const S* p_o = F.peephole_o >= 0 ? pch + F.peephole_o * H : zero;
 
-  // step t on slice s: the product into the slice's pre-activations, then its rows
+  // step t on part s: the product into the part's pre-activations, then its rows
   auto step = [&](int64_t t, int64_t s) {
-    const int64_t j0 = start[s], n = start[s + 1] - j0;
+    const int64_t j0 = start[s % n_units], n = start[s % n_units + 1] - j0;
+    const int64_t r0 = work.rows[s / n_units], r1 = work.rows[s / n_units + 1];
     const S* hp = t == 0 ? in.h0.data_ptr<S>() : hsp + (t - 1) * B * H;
     const S* cp = t == 0 ? in.c0.data_ptr<S>() : csp + ((t - 1) % 2) * B * H;
     S* hn = hsp + t * B * H;
     S* cn = csp + (t % 2) * B * H;
     S* Gt = Gp + G * j0;
-    multiply_sum<S>(B, xp + t * B * I, I, input_w[s], hp, H, recurrent_w[s], bias_p == nullptr ? nullptr : bias_p + G * j0,
-                    Gt, GH);
-    for (int64_t b = 0; b < B; ++b) {
+    multiply_sum<S>(r1 - r0, xp + (t * B + r0) * I, I, input_w[s], hp + r0 * H, H, recurrent_w[s],
+                    bias_p == nullptr ? nullptr : bias_p + G * j0, Gt + r0 * GH, GH);
+    for (int64_t b = r0; b < r1; ++b) {
       const S* c = cp + b * H + j0;
       S* c2 = cn + b * H + j0;
       S* h2 = hn + b * H + j0;
@@ -237,12 +268,12 @@ ForwardResult infer(const LSTMFlags& F, const ForwardInputs& in) {
       if (yb != h2) std::memcpy(yb, h2, n * sizeof(S));
     }
   };
-  if (n_slices > 1 && !at::in_parallel_region()) {
-    all_steps(T, n_slices, prepare, step);
-  } else {  // one slice, or called from a parallel region: this thread takes every slice
-    for (int64_t s = 0; s < n_slices; ++s) prepare(s);
+  if (n_parts > 1 && !at::in_parallel_region()) {
+    all_steps(T, n_parts, work.independent(), prepare, step);
+  } else {  // one part, or called from a parallel region: this thread takes every part
+    for (int64_t s = 0; s < n_parts; ++s) prepare(s);
     for (int64_t t = 0; t < T; ++t)
-      for (int64_t s = 0; s < n_slices; ++s) step(t, s);
+      for (int64_t s = 0; s < n_parts; ++s) step(t, s);
   }
   ForwardResult r;
   r.y = y;

@@ -101,21 +101,24 @@ inline void tile(const Source (&sources)[2], bool add, const float* bias, float*
   for (int r = 0; r < R; ++r) std::memcpy(c + r * ldc, buffer + r * kCols, cols * sizeof(float));
 }
 
-// Rows [0, m) of one panel's column of tiles: 6 rows at a time, then the 1-5 left.
+// Rows [0, m) of one panel's column of tiles: as few tiles as 6 rows allow, of sizes as
+// even as possible (8 rows: 4 + 4, not 6 + 2, whose 2 rows hold 4 accumulators, too few
+// to hide the multiply-adds' latency).
 inline void tile_column(int64_t m, Source (&sources)[2], bool add, const float* bias, float* c, int64_t ldc,
                         int64_t cols) {
-  for (int64_t i = 0;; i += kRows) {
-    switch (std::min(m - i, kRows)) {
+  const int64_t tiles = (m + kRows - 1) / kRows;
+  for (int64_t i = 0; i < tiles; ++i) {
+    const int64_t rows = m / tiles + (i < m % tiles ? 1 : 0);
+    switch (rows) {
       case 6: tile<6>(sources, add, bias, c, ldc, cols); break;
       case 5: tile<5>(sources, add, bias, c, ldc, cols); break;
       case 4: tile<4>(sources, add, bias, c, ldc, cols); break;
       case 3: tile<3>(sources, add, bias, c, ldc, cols); break;
       case 2: tile<2>(sources, add, bias, c, ldc, cols); break;
-      case 1: tile<1>(sources, add, bias, c, ldc, cols); break;
-      default: return;
+      default: tile<1>(sources, add, bias, c, ldc, cols); break;
     }
-    for (Source& s : sources) s.a += kRows * s.lda;
-    c += kRows * ldc;
+    for (Source& s : sources) s.a += rows * s.lda;
+    c += rows * ldc;
   }
 }
 
