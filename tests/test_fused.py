@@ -265,13 +265,13 @@ def test_inference_of_a_stack_is_one_call_and_equals_the_training_forward(
 
 # (I, H, B), B >= 8 and T = 8 for the inference path to run: the split across threads, by
 # units and by rows (tiles of 6 + 6 + 6 and 5 + 5 + 5 + 4 rows); a last panel of 4 gate rows
-# (4 x 33 = 132) and 13 rows (5 + 4 + 4); an input wider than the state (three passes of
-# 128); nothing but tails
+# (4 x 33 = 132) and 13 rows (5 + 4 + 4); an input wider than a pass of 512 (passes of 512
+# and 88 of it, one of the state); nothing but tails
 INFERENCE_SHAPES = {
     "136-136-64": (136, 136, 64),
     "60-64-37": (60, 64, 37),
     "5-33-13": (5, 33, 13),
-    "300-20-9": (300, 20, 9),
+    "600-20-9": (600, 20, 9),
     "3-3-8": (3, 3, 8),
 }
 

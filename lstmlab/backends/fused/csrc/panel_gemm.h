@@ -37,7 +37,11 @@ namespace panel {
 
 constexpr int64_t kCols = 16;  // columns of C per panel: two registers of 8 floats
 constexpr int64_t kRows = 6;   // rows of C per kernel call: 12 accumulators
-constexpr int64_t kDepth = 128; // of each product's inner dimension per pass
+// Of each product's inner dimension per pass: a pass's two panel blocks (64 KiB) stay in
+// the L2 cache while every row of A passes. Fewer, longer passes ran faster: peephole
+// 128x512, one thread, against ONNX Runtime, passes of 64, 128, 256, 512: 1.05-1.09,
+// 1.02-1.04, 0.97-1.00, 0.94-0.95 (benchmarks/RESULTS.md).
+constexpr int64_t kDepth = 512;
 
 // One of a kernel call's two products: rows of A (leading dimension lda) times a panel
 // (k x 16, 32-byte aligned) of W^T.
@@ -190,7 +194,7 @@ void multiply_sum(int64_t m, const S* a1, int64_t lda1, const PanelWeights<S>& w
     float* C = reinterpret_cast<float*>(c);
     const int64_t n = w1.n_, k1 = w1.k_, k2 = w2.k_, panels = (n + kCols - 1) / kCols;
     // passes over each panel's column of tiles, each through kDepth of each product's inner
-    // dimension: the two panel blocks (16 KiB) stay in L1 while every row of A passes
+    // dimension (one pass unless an input or state is wider than kDepth)
     const int64_t passes = (std::max(k1, k2) + kDepth - 1) / kDepth;
     for (int64_t p = 0; p < panels; ++p) {
       for (int64_t pass = 0; pass < passes; ++pass) {
