@@ -53,16 +53,28 @@ def next_distribution(logits: Tensor, temperature: float, top_k: int = 0) -> Ten
     excluded. Temperature 0 puts all the mass on the most likely character, and so does a
     temperature so small that the scaled logits overflow (e.g. 1e-310): its limit.
     """
-    logits = logits.detach().float()
-    scaled = logits / temperature if temperature > 0 else logits
-    if temperature == 0 or bool((torch.isinf(scaled) & torch.isfinite(logits)).any()):
-        probs = torch.zeros_like(logits)
-        probs[int(logits.argmax())] = 1.0
-        return probs
+    logits = logits.detach()
+    if logits.dtype != torch.float32:
+        logits = logits.float()
+    if temperature == 0:
+        return _most_likely(logits)
+    scaled = logits / temperature
+    # Overflow needs an infinite scaled logit: one reduction rules it out (this runs once a
+    # character, so ops count), the elementwise test decides when infinities are there.
+    if not math.isfinite(float(torch.linalg.vector_norm(scaled, ord=math.inf))) and bool(
+        (torch.isinf(scaled) & torch.isfinite(logits)).any()
+    ):
+        return _most_likely(logits)
     if 0 < top_k < scaled.numel():
         kth = torch.topk(scaled, top_k).values[-1]
         scaled = scaled.masked_fill(scaled < kth, float("-inf"))
     return torch.softmax(scaled, dim=-1)
+
+
+def _most_likely(logits: Tensor) -> Tensor:
+    probs = torch.zeros_like(logits)
+    probs[int(logits.argmax())] = 1.0
+    return probs
 
 
 def generate(
