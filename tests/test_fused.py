@@ -192,10 +192,11 @@ def two_threads(monkeypatch: pytest.MonkeyPatch) -> object:
     torch.set_num_threads(before)
 
 
-# (size, batch) of the LSTM's inference path split across two threads: by units, 136 of
-# them in slices of 80 and 56 (one not a multiple of the vector width); by rows, 37 in blocks
-# of 18 and 19 (weights small enough for each thread to keep them all)
-SPLITS = {"units": (136, 64), "rows": (48, 37)}
+# (size, batch, steps) of the LSTM's inference path: split across two threads by units, 136
+# of them in slices of 80 and 56 (one not a multiple of the vector width), or by rows, 37 in
+# blocks of 18 and 19 (weights small enough for each thread to keep them all); one row of a
+# few steps (matrix-vector products; 4 x 37 gate rows, 37 inputs: tails of rows and lanes)
+SPLITS = {"units": (136, 64, 8), "rows": (48, 37, 8), "one-row": (37, 1, 5)}
 
 
 @pytest.mark.parametrize("split", SPLITS)
@@ -203,18 +204,18 @@ SPLITS = {"units": (136, 64), "rows": (48, 37)}
 @pytest.mark.parametrize("case", CASES)
 def test_inference_equals_training_forward(case: str, dtype: torch.dtype, split: str, two_threads: object) -> None:
     """The no-grad forward (for the LSTM its own path: units or rows split across threads,
-    weights packed, one pass per row storing h and c only) against the forward that saves
-    for backward, with and without padding."""
+    weights packed, one pass per row storing h and c only; or one row's matrix-vector
+    products) against the forward that saves for backward, with and without padding."""
     family, flags = CASES[case]
     torch.manual_seed(0)
-    size, batch = SPLITS[split]
+    size, batch, steps = SPLITS[split]
     module = getattr(lstmlab, family)(size, size, backend="fused", dtype=dtype, **flags)
     with torch.no_grad():
         for p in module.parameters():
             p.uniform_(-0.2, 0.2)
-    x = torch.randn(8, batch, size, dtype=dtype)  # the path runs from 8 steps and 8 rows
+    x = torch.randn(steps, batch, size, dtype=dtype)  # the path runs from 8 steps and 8 rows, or 1 row
     state = tuple(torch.randn(1, batch, n, dtype=dtype) * 0.5 for n in module.config.state_sizes)
-    lengths = torch.randint(1, 9, (batch,))
+    lengths = torch.randint(1, steps + 1, (batch,)) if batch > 1 else torch.tensor([steps - 2])
     state = state if len(state) > 1 else state[0]
     for padded in (False, True):
         inp = pack_padded_sequence(x, lengths, enforce_sorted=False) if padded else x
@@ -263,16 +264,18 @@ def test_inference_of_a_stack_is_one_call_and_equals_the_training_forward(
     assert len(layers) == 4
 
 
-# (I, H, B), B >= 8 and T = 8 for the inference path to run: the split across threads, by
+# (I, H, B), T = 8 and B >= 8 for the packed inference path (T = 3 for one row): the split across threads, by
 # units and by rows (tiles of 6 + 6 + 6 and 5 + 5 + 5 + 4 rows); a last panel of 4 gate rows
 # (4 x 33 = 132) and 13 rows (5 + 4 + 4); an input wider than a pass of 512 (passes of 512
-# and 88 of it, one of the state); nothing but tails
+# and 88 of it, one of the state); nothing but tails; one row of 3 steps (matrix-vector
+# products, 180 gate rows: tails of rows and lanes)
 INFERENCE_SHAPES = {
     "136-136-64": (136, 136, 64),
     "60-64-37": (60, 64, 37),
     "5-33-13": (5, 33, 13),
     "600-20-9": (600, 20, 9),
     "3-3-8": (3, 3, 8),
+    "37-45-1": (37, 45, 1),
 }
 
 
@@ -286,7 +289,8 @@ def test_inference_equals_torch_lstm(dtype: torch.dtype, shape: str, two_threads
     ours = lstmlab.LSTM(n_in, hidden, backend="fused", dtype=dtype)
     theirs = torch.nn.LSTM(n_in, hidden, dtype=dtype)
     theirs.load_state_dict(ours.state_dict())
-    sizes = ((8, batch, n_in), (1, batch, hidden), (1, batch, hidden))
+    steps = 3 if batch == 1 else 8
+    sizes = ((steps, batch, n_in), (1, batch, hidden), (1, batch, hidden))
     x, h0, c0 = (torch.randn(size, dtype=dtype) for size in sizes)
     with torch.no_grad():
         got, want = ours(x, (h0, c0)), theirs(x, (h0, c0))

@@ -17,6 +17,8 @@
 // - The pointwise pass is one loop over the units computing the whole cell (L1-L6);
 //   it stores h' and c' only: the gate activations that only backward reads are not
 //   written back.
+// - One row (B = 1, float): no packing and one thread; each step's two products are one
+//   matrix-vector pass over the weights (row_gemv.h).
 
 #include <cstdlib>
 #ifdef _OPENMP
@@ -33,6 +35,7 @@
 #include "cells.h"
 #include "panel_gemm.h"
 #include "products.h"
+#include "row_gemv.h"
 
 namespace lstmlab {
 namespace {
@@ -41,8 +44,9 @@ namespace {
 // the step: as for gemm.h's kSerialGemmBelow, waking threads costs more than they save.
 constexpr int64_t kOneThreadBelow = int64_t(1) << 18;
 
-// The path runs sequences of at least kMinSteps steps and kMinRows rows: packing the
-// weights is repaid over several steps, and the kernel needs several rows to keep its
+// The packed path runs sequences of at least kMinSteps steps and kMinRows rows (one row
+// takes the one-row path below, other shapes the training forward): packing the weights
+// is repaid over several steps, and the kernel needs several rows to keep its
 // multiply-adds independent (a row's tile has two accumulators, so one row waits on the
 // adds' latency). Measured, peephole, H = 256, one thread, path / training forward without
 // saves (about 15% noise: the same code read 0.97 and 1.16): B = 16 at T = 1, 2, 4, 32:
@@ -156,6 +160,24 @@ inline void general_row(const LSTMFlags& F, int64_t n, const S* z, const GateOff
     for (int64_t j = 0; j < n; ++j) h2[j] *= sigmoid_<S>(z[off.o * n + j] + p_o[j] * c2[j]);  // (L5) (L6)
 }
 
+// One row of the cell over `n` units (standard_row or general_row, as the flags say).
+template <typename S>
+inline void cell_row(const LSTMFlags& F, bool standard, int64_t n, const S* z, const GateOffsets& off, const S* p_i,
+                     const S* p_f, const S* p_o, const S* c, S* c2, S* h2, S* tmp) {
+  if (!standard)
+    general_row<S>(F, n, z, off, p_i, p_f, p_o, c, c2, h2, tmp);
+  else if (F.coupled)
+    standard_row<S, true>(n, z, off, p_i, p_f, p_o, c, c2, h2);
+  else
+    standard_row<S, false>(n, z, off, p_i, p_f, p_o, c, c2, h2);
+}
+
+// Whether every gate is there (CIFG's forget gate excepted) with tanh activations: the
+// cells standard_row computes.
+inline bool is_standard(const LSTMFlags& F) {
+  return F.gate_i >= 0 && F.gate_o >= 0 && (F.gate_f >= 0 || F.coupled) && F.tanh_g && F.tanh_h;
+}
+
 // prepare(s) for every part s, then step(t, s) for every step t in order and every part s,
 // parts across threads (a thread prepares the parts it steps). With OpenMP, one team runs
 // the whole sequence, each thread its parts, meeting at a barrier after each step unless
@@ -223,7 +245,7 @@ ForwardResult infer(const LSTMFlags& F, const ForwardInputs& in) {
   Tensor cs = at::empty({2, B, H}, opts);
   Tensor zeros = at::zeros({H}, opts);
   Tensor scratch = at::empty({n_parts, 2 * H}, opts);  // general_row's i and f, per part
-  const bool standard = F.gate_i >= 0 && F.gate_o >= 0 && (F.gate_f >= 0 || F.coupled) && F.tanh_g && F.tanh_h;
+  const bool standard = is_standard(F);
   const GateOffsets off{F.gate_i, F.gate_f, F.gate_g, F.gate_o};
   S* Gp = gates.data_ptr<S>();
   S* hsp = hs.data_ptr<S>();
@@ -258,13 +280,7 @@ ForwardResult infer(const LSTMFlags& F, const ForwardInputs& in) {
         std::memset(yb, 0, n * sizeof(S));
         continue;
       }
-      const S* z = Gt + b * GH;
-      if (!standard)
-        general_row<S>(F, n, z, off, p_i + j0, p_f + j0, p_o + j0, c, c2, h2, tmp + s * 2 * H);
-      else if (F.coupled)
-        standard_row<S, true>(n, z, off, p_i + j0, p_f + j0, p_o + j0, c, c2, h2);
-      else
-        standard_row<S, false>(n, z, off, p_i + j0, p_f + j0, p_o + j0, c, c2, h2);
+      cell_row<S>(F, standard, n, Gt + b * GH, off, p_i + j0, p_f + j0, p_o + j0, c, c2, h2, tmp + s * 2 * H);
       if (yb != h2) std::memcpy(yb, h2, n * sizeof(S));
     }
   };
@@ -282,6 +298,60 @@ ForwardResult infer(const LSTMFlags& F, const ForwardInputs& in) {
   return r;
 }
 
+#if LSTMLAB_ROW_GEMV
+// The same for one sequence (B = 1), as in sampling and decoding: each step's products as
+// one pass over the weights (row_gemv.h), nothing packed, no tensor allocated but the
+// outputs.
+ForwardResult infer_one_row(const LSTMFlags& F, const ForwardInputs& in) {
+  const int64_t T = in.x.size(0), I = in.x.size(2), H = in.c0.size(1), GH = in.w_ih.size(0);
+  const Tensor x = in.x.contiguous(), w_ih = in.w_ih.contiguous(), w_hh = in.w_hh.contiguous();
+  const Tensor b_ih = in.b_ih.defined() ? in.b_ih.contiguous() : Tensor();
+  const Tensor b_hh = in.b_hh.defined() ? in.b_hh.contiguous() : Tensor();
+  auto opts = in.x.options();
+  Tensor y = at::empty({T, 1, H}, opts), h_n = at::empty({1, H}, opts), c_n = at::empty({1, H}, opts);
+  std::vector<float> gates(GH), zero(H, 0.0f), tmp(2 * H), h(2 * H), c(2 * H);
+  const float* pch = data_or_null<float>(in.w_ch);
+  const float* p_i = F.peephole_i >= 0 ? pch + F.peephole_i * H : zero.data();
+  const float* p_f = F.peephole_f >= 0 ? pch + F.peephole_f * H : zero.data();
+  const float* p_o = F.peephole_o >= 0 ? pch + F.peephole_o * H : zero.data();
+  const GateOffsets off{F.gate_i, F.gate_f, F.gate_g, F.gate_o};
+  const bool standard = is_standard(F);
+  const float* hp = in.h0.data_ptr<float>();
+  const float* cp = in.c0.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  for (int64_t t = 0; t < T; ++t, yp += H) {
+    float* hn = h.data() + (t % 2) * H;
+    float* cn = c.data() + (t % 2) * H;
+    if (in.len.keep(t, 0)) {
+      row_products(GH, w_ih.data_ptr<float>(), I, x.data_ptr<float>() + t * I, w_hh.data_ptr<float>(), H, hp,
+                   data_or_null<float>(b_ih), data_or_null<float>(b_hh), gates.data());
+      cell_row<float>(F, standard, H, gates.data(), off, p_i, p_f, p_o, cp, cn, hn, tmp.data());
+      std::memcpy(yp, hn, H * sizeof(float));
+    } else {  // past the sequence's length: the state stays, the output is zero
+      std::memcpy(hn, hp, H * sizeof(float));
+      std::memcpy(cn, cp, H * sizeof(float));
+      std::memset(yp, 0, H * sizeof(float));
+    }
+    hp = hn;
+    cp = cn;
+  }
+  std::memcpy(h_n.data_ptr<float>(), hp, H * sizeof(float));
+  std::memcpy(c_n.data_ptr<float>(), cp, H * sizeof(float));
+  ForwardResult r;
+  r.y = y;
+  r.h_n = h_n;
+  r.c_n = c_n;
+  return r;
+}
+#endif
+
+// The one-row path runs float sequences of one row, of any length: peephole, one thread,
+// against the training forward without saves, T = 8 at H = 64, 256, 512: 0.67, 0.80, 0.88;
+// T = 100: 0.73, 0.85, 1.00 (at 512 both stream the weights from L3).
+bool one_row(const ForwardInputs& in) {
+  return LSTMLAB_ROW_GEMV && in.x.scalar_type() == at::kFloat && in.x.size(1) == 1;
+}
+
 }  // namespace
 
 bool lstm_inference_runs(const LSTMFlags& flags, const ForwardInputs& in) {
@@ -289,12 +359,15 @@ bool lstm_inference_runs(const LSTMFlags& flags, const ForwardInputs& in) {
   // without saves instead: a baseline for benchmarks (benchmarks/RESULTS.md).
   const char* choice = std::getenv("LSTMLAB_FUSED_INFERENCE");
   if (choice != nullptr && std::strcmp(choice, "0") == 0) return false;
-  return !in.save && !flags.gate_recurrence && !in.w_hr.defined() && in.x.size(0) >= kMinSteps &&
-         in.x.size(1) >= kMinRows && in.c0.size(1) > 0 &&
+  const bool shape = (in.x.size(0) >= kMinSteps && in.x.size(1) >= kMinRows) || one_row(in);
+  return !in.save && !flags.gate_recurrence && !in.w_hr.defined() && shape && in.c0.size(1) > 0 &&
          !in.recurrent_mask.defined() && !in.zoneout_h.defined() && !in.zoneout_c.defined() && !in.layer_norm();
 }
 
 ForwardResult lstm_inference(const LSTMFlags& flags, const ForwardInputs& in) {
+#if LSTMLAB_ROW_GEMV
+  if (one_row(in)) return infer_one_row(flags, in);
+#endif
   return AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "lstmlab_lstm_inference",
                                     [&] { return infer<scalar_t>(flags, in); });
 }
