@@ -75,6 +75,7 @@ struct Split {
   bool independent() const { return units.size() == 2; }  // whole rows: no part reads another's h
 };
 
+// The starts of n parts of [0, size) (and size), each but the last a multiple of `align`.
 std::vector<int64_t> even(int64_t size, int64_t n, int64_t align) {
   const int64_t per = (size / n + align - 1) / align * align;
   std::vector<int64_t> start(1, 0);
@@ -82,6 +83,9 @@ std::vector<int64_t> even(int64_t size, int64_t n, int64_t align) {
   return start;
 }
 
+// The split for B rows of GH gate rows over P = I + H inputs, of `element` bytes: one thread
+// below kOneThreadBelow multiply-adds a step; then rows (at least kMinRows a thread) where
+// the weights take at most kRowSplitBelow bytes, else units (at least kUnitAlign a thread).
 Split split(int64_t B, int64_t GH, int64_t P, int64_t H, int64_t element) {
   const int64_t threads = B * GH * P < kOneThreadBelow ? 1 : at::get_num_threads();
   const int64_t row_blocks = std::min(threads, B / kMinRows);
