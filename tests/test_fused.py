@@ -298,6 +298,23 @@ def test_inference_equals_torch_lstm(dtype: torch.dtype, shape: str, two_threads
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("batch", [16, 1], ids=["packed", "one-row"])
+def test_inference_keeps_nan_and_saturates_as_torch(batch: int) -> None:
+    """The float activations clamp their argument: a NaN must still come out as NaN (in its
+    row only) and huge pre-activations saturate, as in torch's nn.LSTM."""
+    torch.manual_seed(0)
+    ours = lstmlab.LSTM(16, 40, backend="fused")
+    theirs = torch.nn.LSTM(16, 40)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(8, batch, 16)
+    x[2, 0, 3] = float("nan")
+    big = torch.randn(8, batch, 16) * 1e6  # gates far beyond the clamp
+    with torch.no_grad():
+        got, want = ours(x)[0], theirs(x)[0]
+        assert torch.equal(torch.isnan(got), torch.isnan(want)) and bool(torch.isnan(got[2:, 0]).all())
+        torch.testing.assert_close(ours(big)[0], theirs(big)[0])
+
+
 class _Stack(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()

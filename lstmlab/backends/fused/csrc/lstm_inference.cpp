@@ -29,6 +29,7 @@
 #include <ATen/ops/zeros.h>
 
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "activations.h"
@@ -109,29 +110,37 @@ struct GateOffsets {
   int64_t i, f, g, o;
 };
 
-// The whole cell for one row over `n` units: z the slice's pre-activations (W x + U h + b,
-// gate blocks of n units), c the previous cell state; writes c2 = c' and h2 = h'.
-// Peepholes p_* point to zeros where absent. kCoupled: f = 1 - i (CIFG). Every gate
-// present (CIFG's f excepted), G = H = tanh. No two pointers alias (without
-// saying so the loop has too many pointers for the compiler to vectorize it).
+// The whole cell at units [j, j + lanes of L) of one row: z the slice's pre-activations
+// (W x + U h + b, gate blocks of n units), c the previous cell state; writes c2 = c' and
+// h2 = h'. Peepholes p_* point to zeros where absent. kCoupled: f = 1 - i (CIFG). Every
+// gate present (CIFG's f excepted), G = H = tanh.
+template <typename L, bool kCoupled, typename S>
+LSTMLAB_INLINE void standard_units(int64_t j, int64_t n, const S* z, const GateOffsets& off, const S* p_i,
+                                   const S* p_f, const S* p_o, const S* c, S* c2, S* h2) {
+  const L cj = load_<L>(c + j);
+  const L i = sigmoid_<L>(fma_(load_<L>(p_i + j), cj, load_<L>(z + off.i * n + j)));  // (L1)
+  L f = L(1.0f) - i;  // (L2) CIFG
+  if constexpr (!kCoupled) f = sigmoid_<L>(fma_(load_<L>(p_f + j), cj, load_<L>(z + off.f * n + j)));  // (L2)
+  const L g = tanh_(load_<L>(z + off.g * n + j));  // (L3)
+  const L cn = fma_(f, cj, i * g);  // (L4)
+  const L o = sigmoid_<L>(fma_(load_<L>(p_o + j), cn, load_<L>(z + off.o * n + j)));  // (L5)
+  store_(c2 + j, cn);
+  store_(h2 + j, o * tanh_(cn));  // (L6)
+}
+
+// standard_units over one row's n units: eight at a time by hand where F8 exists, then one
+// at a time. By hand the pass took a fifth less time than the compiler's vectorization of
+// the float form, whose clamps compile to compares and blends (16x64 and 32x128, one
+// thread: 2.43 against 1.97 and 9.73 against 7.85 µs a step, the same results).
 template <typename S, bool kCoupled>
-inline void standard_row(int64_t n, const S* __restrict z, const GateOffsets& off, const S* __restrict p_i,
-                         const S* __restrict p_f, const S* __restrict p_o, const S* __restrict c, S* __restrict c2,
-                         S* __restrict h2) {
-  const S* zi = z + off.i * n;
-  const S* zf = kCoupled ? zi : z + off.f * n;
-  const S* zg = z + off.g * n;
-  const S* zo = z + off.o * n;
-  for (int64_t j = 0; j < n; ++j) {
-    const S cj = c[j];
-    const S i = sigmoid_<S>(zi[j] + p_i[j] * cj);  // (L1)
-    const S f = kCoupled ? S(1) - i : sigmoid_<S>(zf[j] + p_f[j] * cj);  // (L2)
-    const S g = tanh_(zg[j]);  // (L3)
-    const S cn = f * cj + i * g;  // (L4)
-    const S o = sigmoid_<S>(zo[j] + p_o[j] * cn);  // (L5)
-    c2[j] = cn;
-    h2[j] = o * tanh_(cn);  // (L6)
-  }
+inline void standard_row(int64_t n, const S* z, const GateOffsets& off, const S* p_i, const S* p_f, const S* p_o,
+                         const S* c, S* c2, S* h2) {
+  int64_t j = 0;
+#if LSTMLAB_F8
+  if constexpr (std::is_same<S, float>::value)
+    for (; j + 8 <= n; j += 8) standard_units<F8, kCoupled>(j, n, z, off, p_i, p_f, p_o, c, c2, h2);
+#endif
+  for (; j < n; ++j) standard_units<S, kCoupled>(j, n, z, off, p_i, p_f, p_o, c, c2, h2);
 }
 
 // The same for any gates and activations (NIG, NFG, NOG, NIAF, NOAF): absent gates
