@@ -131,7 +131,7 @@ LSTMLAB_INLINE void standard_units(int64_t j, int64_t n, const S* z, const GateO
 // standard_units over one row's n units: eight at a time by hand where F8 exists, then one
 // at a time. By hand the pass took a fifth less time than the compiler's vectorization of
 // the float form, whose clamps compile to compares and blends (16x64 and 32x128, one
-// thread: 2.43 against 1.97 and 9.73 against 7.85 microseconds a step, the same results).
+// thread: 1.97 against 2.43 and 7.85 against 9.73 microseconds a step, the same results).
 template <typename S, bool kCoupled>
 inline void standard_row(int64_t n, const S* z, const GateOffsets& off, const S* p_i, const S* p_f, const S* p_o,
                          const S* c, S* c2, S* h2) {
